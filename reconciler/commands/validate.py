@@ -1,0 +1,30 @@
+"""``reconciler validate [PATH...]``: exit 0 when valid; 1 with one 'FILE:LINE:COL: message' per problem."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reconciler.validate import validate_paths
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("validate", help="check manifests; one FILE:LINE:COL line per problem")
+    parser.add_argument("paths", nargs="*", default=["manifests"], metavar="PATH",
+                        help="manifest files or folders (default: manifests/)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing when valid")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded, problems = validate_paths(args.paths)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        files = len({p.file for p in problems})
+        print(f"{len(problems)} problem(s) in {files} file(s)", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        for item in loaded:
+            print(f"ok  {item.file}  ({item.manifest.name})")
+    return 0

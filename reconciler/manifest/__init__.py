@@ -1,0 +1,31 @@
+"""Manifest v1: models, the position-keeping loader, and the JSON Schema."""
+
+from reconciler.manifest.load import LoadedManifest, load_manifest, load_manifests, load_text, manifest_files
+from reconciler.manifest.model import (
+    Assignment,
+    GroupProvisioning,
+    Manifest,
+    Mapping,
+    Provisioning,
+    Role,
+    ScopingClause,
+    Target,
+    UserProvisioning,
+)
+
+__all__ = [
+    "Assignment",
+    "GroupProvisioning",
+    "LoadedManifest",
+    "Manifest",
+    "Mapping",
+    "Provisioning",
+    "Role",
+    "ScopingClause",
+    "Target",
+    "UserProvisioning",
+    "load_manifest",
+    "load_manifests",
+    "load_text",
+    "manifest_files",
+]
