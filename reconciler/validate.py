@@ -1,12 +1,20 @@
-"""``validate``: load every manifest (structure and cross-field rules) and report every problem at once."""
+"""``validate``: load every manifest (structure and cross-field rules), then run the checks that need a valid
+manifest (policies, expression syntax); report every problem at once, sorted by file and position."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from reconciler.errors import ManifestError, Problem
 from reconciler.manifest import LoadedManifest, load_manifests
+
+ManifestCheck = Callable[[LoadedManifest], list[Problem]]
+
+
+def manifest_checks() -> list[ManifestCheck]:
+    """The checks run on each loaded manifest, beyond its structure (each returns its problems)."""
+    return []
 
 
 def validate_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[LoadedManifest], list[Problem]]:
@@ -15,4 +23,5 @@ def validate_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Loaded
         loaded = load_manifests(paths)
     except ManifestError as error:
         return [], error.problems
-    return loaded, []
+    problems = [problem for item in loaded for check in manifest_checks() for problem in check(item)]
+    return loaded, sorted(problems)
