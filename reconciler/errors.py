@@ -24,9 +24,15 @@ class Problem:
     line: int
     column: int
     message: str
+    severity: str = "error"  # "error" or "warning"; only errors make a manifest invalid
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+        label = "warning: " if self.severity == "warning" else ""
+        return f"{self.file}:{self.line}:{self.column}: {label}{self.message}"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity != "warning"
 
 
 class ManifestError(ReconcilerError):

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import ManifestError, Problem
-from reconciler.manifest.checks import check_manifest
+from reconciler.manifest.checks import check_document
 from reconciler.manifest.model import Manifest
 from reconciler.manifest.positions import Loc, SourceMap, dotted
 from reconciler.manifest.yamldoc import read_yaml
@@ -33,12 +33,7 @@ class LoadedManifest:
 
     def problem(self, loc: Loc, message: str, *, key: bool = False, offset: int | None = None) -> Problem:
         """A problem about the key or value at ``loc`` (or at ``offset`` inside that value)."""
-        if offset is not None:
-            line, column = self.source.inside(loc, offset)
-        else:
-            line, column = self.source.at(loc, key=key)
-        prefix = f"{dotted(loc)}: " if loc else ""
-        return Problem(self.file, line, column, prefix + message)
+        return _at(self.source, loc, message, key, offset)
 
     def __repr__(self) -> str:
         return f"LoadedManifest({self.manifest.name!r} from {self.file!r})"
@@ -87,7 +82,12 @@ def load_manifests(paths: Sequence[str | os.PathLike[str]] = ("manifests",)) -> 
 
 def load_text(text: str, file: str = "<manifest>") -> LoadedManifest:
     """Load a manifest from a string (for tests and tools); raises :class:`ManifestError`."""
-    loaded, problems = _load_bytes(file, text.encode("utf-8"))
+    return load_bytes(text.encode("utf-8"), file)
+
+
+def load_bytes(raw: bytes, file: str = "<manifest>") -> LoadedManifest:
+    """Load a manifest from raw bytes, e.g. a file at a git revision; raises :class:`ManifestError`."""
+    loaded, problems = _load_bytes(file, raw)
     if problems or loaded is None:
         raise ManifestError(problems)
     return loaded
@@ -99,17 +99,25 @@ def _load_file(file: str) -> tuple[LoadedManifest | None, list[Problem]]:
 
 def _load_bytes(file: str, raw: bytes | None) -> tuple[LoadedManifest | None, list[Problem]]:
     document = read_yaml(file, raw)
-    if document.problems or document.data is None:
+    if document.problems:
         return None, document.problems
     if not isinstance(document.data, dict):
         return None, [Problem(file, 1, 1, "a manifest is a mapping of keys (apiVersion, kind, name, ...)")]
+    problems = [_at(document.source, loc, message, key) for loc, message, key in check_document(document.data)]
     try:
         manifest = Manifest.model_validate(document.data)
     except ValidationError as exc:
-        return None, _translate(exc, document.source)
-    loaded = LoadedManifest(manifest, document.source)
-    problems = [loaded.problem(loc, message, key=key) for loc, message, key in check_manifest(manifest)]
-    return (None if problems else loaded), problems
+        return None, sorted(set(problems + _translate(exc, document.source)))
+    if problems:
+        return None, sorted(problems)
+    return LoadedManifest(manifest, document.source), []
+
+
+def _at(source: SourceMap, loc: Loc, message: str, key: bool = False, offset: int | None = None) -> Problem:
+    """A problem about the key or value at ``loc`` (or at ``offset`` inside that value)."""
+    line, column = source.inside(loc, offset) if offset is not None else source.at(loc, key=key)
+    prefix = f"{dotted(loc)}: " if loc else ""
+    return Problem(source.file, line, column, prefix + message)
 
 
 def _duplicate_names(loaded: Iterable[LoadedManifest]) -> list[Problem]:
@@ -156,7 +164,8 @@ def _unknown_key(loc: Loc) -> str:
                 "variable and name that variable in provisioning.target.tokenEnv")
     allowed = _allowed_keys(loc[:-1])
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else (f"; allowed: {', '.join(sorted(allowed))}" if allowed else "")
+    listing = f"; allowed: {', '.join(sorted(allowed))}" if allowed else ""
+    hint = f" (did you mean {close[0]!r}?)" if close else listing
     return f"unknown key {key!r}{where}{hint}"
 
 

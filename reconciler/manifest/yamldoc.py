@@ -22,6 +22,7 @@ from reconciler.manifest.positions import Loc, Position, SourceMap
 
 MAX_BYTES = 8 * 1024 * 1024
 MAX_NODES = 500_000
+MAX_DEPTH = 64
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -39,11 +40,6 @@ class Document:
     data: Any
     source: SourceMap
     problems: list[Problem]
-
-
-class _TooLarge(Exception):
-    def __init__(self, node: Node) -> None:
-        self.node = node
 
 
 def read_yaml(path: str, raw: bytes | None = None) -> Document:
@@ -92,14 +88,79 @@ def _compose(path: str, text: str, source: SourceMap) -> Document:
         mark = documents[1].start_mark
         problem = Problem(path, mark.line + 1, mark.column + 1, "one manifest per file; found a second document")
         return Document(None, source, [problem])
-    builder = _Builder(path, source, yaml)
-    try:
-        data = builder.build(documents[0], ())
-    except _TooLarge as too_large:
-        mark = too_large.node.start_mark
+    too_deep = _first_too_deep(documents[0])
+    if too_deep is not None:
+        node, message = too_deep
+        mark = node.start_mark
+        return Document(None, source, [Problem(path, mark.line + 1, mark.column + 1, message)])
+    oversized = _first_oversized(documents[0])
+    if oversized is not None:
+        mark = oversized.start_mark
         message = f"document expands to more than {MAX_NODES} values (aliases nested too deep?)"
         return Document(None, source, [Problem(path, mark.line + 1, mark.column + 1, message)])
+    builder = _Builder(path, source, yaml)
+    data = builder.build(documents[0], ())
     return Document(data, source, builder.problems)
+
+
+def _first_too_deep(root: Node) -> tuple[Node, str] | None:
+    """The first node nested deeper than MAX_DEPTH, or that contains itself through an alias, and why.
+
+    Recursion is bounded by MAX_DEPTH, so a hostile document cannot exhaust Python's stack.
+    """
+    deepest: dict[int, int] = {}  # an aliased node is revisited only when reached at a greater depth
+    ancestors: set[int] = set()
+
+    def visit(node: Node, depth: int) -> tuple[Node, str] | None:
+        if id(node) in ancestors:
+            return node, "recursive alias: a value contains itself"
+        if depth > MAX_DEPTH:
+            return node, f"values nested more than {MAX_DEPTH} levels deep; not a manifest"
+        if deepest.get(id(node), -1) >= depth or isinstance(node, ScalarNode):
+            return None
+        deepest[id(node)] = depth
+        children = node.value if isinstance(node, SequenceNode) else [v for _, v in node.value]
+        ancestors.add(id(node))
+        try:
+            for child in children:
+                found = visit(child, depth + 1)
+                if found:
+                    return found
+        finally:
+            ancestors.discard(id(node))
+        return None
+
+    return visit(root, 0)
+
+
+def _first_oversized(root: Node) -> Node | None:
+    """The key (or node) at which the document's size with aliases expanded passes MAX_NODES, if it does.
+
+    Sizes are memoised per node, so a "billion laughs" document costs as many steps as it has distinct nodes.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # provisional, so that a recursive alias terminates (the builder reports it)
+        total = 1
+        if isinstance(node, SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, MappingNode):
+            total += sum(size(key) + size(value) for key, value in node.value)
+        sizes[id(node)] = min(total, MAX_NODES + 1)
+        return sizes[id(node)]
+
+    if not isinstance(root, MappingNode):
+        return root if size(root) > MAX_NODES else None
+    running = 1
+    for key, value in root.value:
+        running += size(key) + size(value)
+        if running > MAX_NODES:
+            return key
+    return None
 
 
 class _Builder:
@@ -110,30 +171,18 @@ class _Builder:
         self.source = source
         self.yaml = yaml
         self.problems: list[Problem] = []
-        self.count = 0
-        self.active: set[int] = set()
 
     def problem(self, node: Node, message: str) -> None:
         self.problems.append(Problem(self.path, node.start_mark.line + 1, node.start_mark.column + 1, message))
 
     def build(self, node: Node, loc: Loc, key_node: Node | None = None) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise _TooLarge(node)
         self._record(node, loc, key_node)
         if isinstance(node, ScalarNode):
             return self._scalar(node)
-        if id(node) in self.active:
-            self.problem(node, "recursive alias: a value contains itself")
-            return None
-        self.active.add(id(node))
-        try:
-            if isinstance(node, SequenceNode):
-                return [self.build(item, (*loc, index)) for index, item in enumerate(node.value)]
-            if isinstance(node, MappingNode):
-                return self._mapping(node, loc)
-        finally:
-            self.active.discard(id(node))
+        if isinstance(node, SequenceNode):
+            return [self.build(item, (*loc, index)) for index, item in enumerate(node.value)]
+        if isinstance(node, MappingNode):
+            return self._mapping(node, loc)
         self.problem(node, "unsupported YAML node")
         return None
 
