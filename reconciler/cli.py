@@ -19,6 +19,12 @@ from reconciler.errors import ReconcilerError
 COMMANDS = (
     "validate",
     "schema",
+    "plan",
+    "apply",
+    "serve_target",
+    "declared",
+    "eval",
+    "export_directory",
 )
 
 

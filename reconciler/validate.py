@@ -14,7 +14,10 @@ ManifestCheck = Callable[[LoadedManifest], list[Problem]]
 
 def manifest_checks() -> list[ManifestCheck]:
     """The checks run on each loaded manifest, beyond its structure (each returns its problems)."""
-    return []
+    from reconciler.expressions.manifest_check import mapping_problems
+    from reconciler.policy import policy_problems
+
+    return [policy_problems, mapping_problems]
 
 
 def validate_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[LoadedManifest], list[Problem]]:

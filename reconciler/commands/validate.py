@@ -1,4 +1,6 @@
-"""``reconciler validate [PATH...]``: exit 0 when valid; 1 with one 'FILE:LINE:COL: message' per problem."""
+"""``reconciler validate [PATH...]``: exit 0 when valid; 1 with one 'FILE:LINE:COL: message' per problem.
+
+Advisory policy findings print as 'FILE:LINE:COL: warning: message' and do not make a manifest invalid."""
 
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ def run(args: argparse.Namespace) -> int:
     loaded, problems = validate_paths(args.paths)
     for problem in problems:
         print(problem, file=sys.stderr)
-    if problems:
-        files = len({p.file for p in problems})
-        print(f"{len(problems)} problem(s) in {files} file(s)", file=sys.stderr)
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        files = len({p.file for p in errors})
+        print(f"{len(errors)} problem(s) in {files} file(s)", file=sys.stderr)
         return 1
     if not args.quiet:
         for item in loaded:

@@ -3,8 +3,8 @@
 Accepted forms, the ones Entra's mappings use:
 
 - ``userName``, ``name.givenName``
-- ``emails[type eq "work"].value`` (a value filter on one sub-attribute, compared with ``eq`` to a JSON string)
-- ``urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber`` (an extension attribute, by URN)
+- ``emails[type eq "work"].value`` (a value filter on one sub-attribute, ``eq`` to a JSON string)
+- ``urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber`` (an extension attribute)
 - ``urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value``
 """
 
@@ -19,7 +19,9 @@ CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 _NAME = r"[A-Za-z][A-Za-z0-9_$-]*"
-_URN_PREFIX = re.compile(r"^(urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[A-Za-z0-9()+,\-.:=@;$_!*'%/?#]+?):(?=[A-Za-z][^:]*$)")
+_URN_PREFIX = re.compile(
+    r"^(urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[A-Za-z0-9()+,\-.:=@;$_!*'%/?#]+?):(?=[A-Za-z][^:]*$)"
+)
 _PATH = re.compile(
     rf"^(?P<attr>{_NAME})"
     rf"(?:\[(?P<fattr>{_NAME})\s+eq\s+(?P<fvalue>\"(?:[^\"\\]|\\.)*\")\])?"
@@ -85,4 +87,5 @@ def parse_path(text: str) -> TargetPath:
     flt = None
     if match.group("fattr"):
         flt = (match.group("fattr"), json.loads(match.group("fvalue")))
-    return TargetPath(attribute=match.group("attr"), sub_attribute=match.group("sub"), filter=flt, schema=schema)
+    return TargetPath(attribute=match.group("attr"), sub_attribute=match.group("sub"), filter=flt,
+                      schema=schema)

@@ -1,0 +1,284 @@
+"""Apply a plan to a SCIM target: concurrent writes with a bound, no duplicates, one failure never stops the rest.
+
+Order: user steps first (creates, updates, adoptions, disables, deletes), then group steps (a new group is
+created without members, as Entra does, then its membership is written in one PATCH per group). Safe defaults:
+
+- A guarded plan (more disables/deletes than the threshold) raises :class:`DeletionGuardTripped` before any write.
+- A create whose answer was lost (:class:`~reconciler.scim.errors.OutcomeUnknown`) is followed by a lookup on the
+  matching attributes, in precedence order, before it is ever sent again; a 409 ``uniqueness`` answer looks the
+  object up the same way and adopts it. So a run never creates a duplicate.
+- A PATCH or DELETE whose answer was lost is not resent: the object is reported failed for this round and the
+  next read of the target shows what happened.
+- Each step's outcome is one provisioning-log record (:mod:`reconciler.provlog`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.errors import ReconcilerError, TargetError
+from reconciler.plan import Plan, Step
+from reconciler.provlog import ProvisioningLog
+from reconciler.scim.client import BulkOperation, BulkOutcomeUnknown, ScimClient
+from reconciler.scim.errors import OutcomeUnknown, TargetStatusError
+from reconciler.scim.normalize import diff_resource
+
+DEFAULT_CONCURRENCY = 8
+MEMBERS_PER_OPERATION = 500
+CREATE_ATTEMPTS = 3
+BULK_MIN_CREATES = 20  # below this, single POSTs are as fast and simpler to follow in a log
+BULK_IN_FLIGHT = 2
+
+
+class DeletionGuardTripped(ReconcilerError):
+    """The plan would disable or delete more objects than the manifest's deletionThreshold."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(
+            f"{plan.app}: deletion guard: {plan.destructive} disables/deletes exceed deletionThreshold "
+            f"{plan.threshold}; nothing was applied (review the plan, then re-run with --allow-deletes)")
+
+
+@dataclass
+class StepFailure:
+    step: Step
+    reason: str
+
+
+@dataclass
+class ApplyReport:
+    """What one pass over a plan did."""
+
+    done: dict[str, int] = field(default_factory=dict)
+    failures: list[StepFailure] = field(default_factory=list)
+    writes: int = 0
+    created: dict[str, str] = field(default_factory=dict)  # directory id -> new target id
+
+    def count(self, action: str) -> None:
+        self.done[action] = self.done.get(action, 0) + 1
+
+
+Progress = Callable[[Step, bool], None]
+
+
+class PlanExecutor:
+    """Runs one plan against one client; see the module docstring for the rules it keeps."""
+
+    def __init__(self, client: ScimClient, plan: Plan, *, concurrency: int = DEFAULT_CONCURRENCY,
+                 log: ProvisioningLog | None = None, progress: Progress | None = None, bulk: bool = True) -> None:
+        self.client = client
+        self.plan = plan
+        self.concurrency = max(1, concurrency)
+        self.bulk = bulk
+        self.log = log
+        self.progress = progress
+        self.report = ApplyReport()
+        self.targets = dict(plan.targets)
+
+    async def run(self) -> ApplyReport:
+        if self.plan.guarded:
+            raise DeletionGuardTripped(self.plan)
+        steps = [s for s in self.plan.steps if s.writes]
+        users = [s for s in steps if s.kind == "User"]
+        creates = [s for s in users if s.action == "create"]
+        if self.bulk and self.client.capabilities.bulk and len(creates) >= BULK_MIN_CREATES:
+            users = [s for s in users if s.action != "create"]
+            await self._bulk_creates(creates)
+        await self._pool(users, self._user_step)
+        await self._pool([s for s in steps if s.kind == "Group"], self._group_step)
+        return self.report
+
+    async def _bulk_creates(self, steps: Sequence[Step]) -> None:
+        """Creates through /Bulk, in batches within the server's limits, a few batches in flight.
+
+        A batch whose answer is lost is not resent: its objects are reported failed for this round, and the read
+        that follows finds those that were created (by ``externalId``), so the next round creates only the rest.
+        A 409 on one operation is looked up and adopted, as with a single POST.
+        """
+        size = self.client.capabilities.bulk_max_operations or 100
+        batches = [list(steps[i:i + size]) for i in range(0, len(steps), size)]
+        queue: asyncio.Queue[list[Step]] = asyncio.Queue()
+        for batch in batches:
+            queue.put_nowait(batch)
+
+        async def worker() -> None:
+            while not queue.empty():
+                await self._bulk_batch(queue.get_nowait())
+
+        await asyncio.gather(*(worker() for _ in range(min(BULK_IN_FLIGHT, len(batches)))))
+
+    async def _bulk_batch(self, batch: Sequence[Step]) -> None:
+        by_id = {f"c{index}": step for index, step in enumerate(batch)}
+        operations = [BulkOperation("POST", self.client.endpoint("User"), bulk_id, dict(step.body or {}))
+                      for bulk_id, step in by_id.items()]
+        started = time.monotonic()
+        try:
+            results = await self._write(self.client.bulk(operations))
+        except BulkOutcomeUnknown as lost:
+            done = {r.bulk_id: r for r in lost.completed}
+            for bulk_id, step in by_id.items():
+                if bulk_id in done and done[bulk_id].ok and done[bulk_id].id:
+                    self._created(step, str(done[bulk_id].id))
+                    self._finish(step, started)
+                else:
+                    self._finish(step, started, error=str(lost))
+            return
+        except TargetError as error:
+            for step in batch:
+                self._finish(step, started, error=str(error))
+            return
+        answered = {r.bulk_id: r for r in results}
+        for bulk_id, step in by_id.items():
+            result = answered.get(bulk_id)
+            step_started = time.monotonic()
+            try:
+                if result is not None and result.ok and result.id:
+                    self._created(step, result.id)
+                elif result is not None and result.status == 409:
+                    existing = await self._lookup(step)
+                    if existing is None:
+                        raise TargetError(f"User {step.display!r}: Bulk POST answered 409 "
+                                          f"({result.detail or 'conflict'}) but no object matches it")
+                    await self._adopt_after_create(step, existing, dict(step.body or {}))
+                else:
+                    why = f"HTTP {result.status}: {result.detail or result.scim_type or 'failed'}" if result else (
+                        "no result in the Bulk answer")
+                    raise TargetError(f"POST /Users (Bulk operation for {step.display!r}): {why}")
+            except TargetError as error:
+                self._finish(step, started if result and result.ok else step_started, error=str(error))
+            else:
+                self._finish(step, started)
+
+    async def _pool(self, steps: Sequence[Step], work: Callable[[Step], Any]) -> None:
+        queue: asyncio.Queue[Step] = asyncio.Queue()
+        for step in steps:
+            queue.put_nowait(step)
+
+        async def worker() -> None:
+            while not queue.empty():
+                step = queue.get_nowait()
+                started = time.monotonic()
+                try:
+                    await work(step)
+                except (TargetError, ValueError) as error:
+                    self._finish(step, started, error=str(error))
+                else:
+                    self._finish(step, started)
+
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(steps)) or 1)))
+
+    def _finish(self, step: Step, started: float, *, error: str | None = None) -> None:
+        if error is None:
+            self.report.count(step.action)
+        else:
+            self.report.failures.append(StepFailure(step, error))
+        if self.log is not None:
+            self.log.record(step, status="Failure" if error else "Success", target_id=self._target_of(step),
+                            duration_ms=int((time.monotonic() - started) * 1000), error=error)
+        if self.progress is not None:
+            self.progress(step, error is None)
+
+    def _target_of(self, step: Step) -> str | None:
+        return step.target_id or (self.targets.get(step.source_id) if step.source_id else None)
+
+    async def _write(self, call: Any) -> Any:
+        self.report.writes += 1
+        return await call
+
+    # -- users -----------------------------------------------------------------------------------------------
+
+    async def _user_step(self, step: Step) -> None:
+        if step.action == "create":
+            await self._create(step)
+        elif step.action in ("update", "adopt", "disable"):
+            await self._patch(step, step.operations)
+        elif step.action == "delete":
+            await self._write(self.client.delete(step.kind, str(step.target_id)))
+
+    async def _patch(self, step: Step, operations: Sequence[dict[str, Any]]) -> None:
+        if operations:
+            await self._write(self.client.patch(step.kind, str(self._target_of(step)), list(operations)))
+
+    async def _create(self, step: Step) -> None:
+        """POST, never twice blindly: a lost answer or a 409 is answered by a lookup first."""
+        body = dict(step.body or {})
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                created = await self._write(self.client.create(step.kind, body))
+            except OutcomeUnknown:
+                existing = await self._lookup(step)
+                if existing is not None:
+                    return await self._adopt_after_create(step, existing, body)
+                if attempt == CREATE_ATTEMPTS:
+                    raise
+                continue
+            except TargetStatusError as error:
+                if error.status != 409:
+                    raise
+                existing = await self._lookup(step)
+                if existing is None:
+                    raise TargetError(f"{step.kind} {step.display!r}: the target answered 409 "
+                                      f"({error.detail or 'conflict'}) but no object matches it") from None
+                return await self._adopt_after_create(step, existing, body)
+            self._created(step, str(created["id"]))
+            return None
+        return None
+
+    async def _lookup(self, step: Step) -> dict[str, Any] | None:
+        """The one live object matching the step's matching attributes, in precedence order, if any."""
+        for path, value in step.matching:
+            found = await self.client.find(step.kind, str(path), str(value))
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise TargetError(f"{step.kind} {step.display!r}: {len(found)} target objects have {path} "
+                                  f"{value!r}; not adopting any")
+        return None
+
+    async def _adopt_after_create(self, step: Step, existing: dict[str, Any], body: dict[str, Any]) -> None:
+        external = existing.get("externalId")
+        if isinstance(external, str) and external and external != step.source_id:
+            raise TargetError(f"{step.kind} {step.display!r}: target object {existing.get('id')} matches but "
+                              f"belongs to directory object {external}; not adopting it")
+        target_id = str(existing["id"])
+        self._created(step, target_id)
+        operations = [c.operation() for c in diff_resource(body, existing)]
+        if operations:
+            await self._write(self.client.patch(step.kind, target_id, operations))
+
+    def _created(self, step: Step, target_id: str) -> None:
+        if step.source_id:
+            self.targets[step.source_id] = target_id
+            self.report.created[step.source_id] = target_id
+
+    # -- groups ----------------------------------------------------------------------------------------------
+
+    async def _group_step(self, step: Step) -> None:
+        if step.action == "delete":
+            await self._write(self.client.delete("Group", str(step.target_id)))
+            return
+        if step.action == "create":
+            body = {k: v for k, v in (step.body or {}).items() if k != "members"}
+            await self._create(Step(**{**step.__dict__, "body": body}))
+        operations = [] if step.action == "create" else list(step.operations)
+        operations += membership_operations(self._resolve(step.members_add), step.members_remove)
+        await self._patch(step, operations)
+
+    def _resolve(self, source_ids: Iterable[str]) -> list[str]:
+        """Target ids of members; a member whose create failed this round is left for the next one."""
+        return [self.targets[s] for s in source_ids if s in self.targets]
+
+
+def membership_operations(add: Sequence[str], remove: Sequence[str]) -> list[dict[str, Any]]:
+    """RFC 7644 operations for one group: adds in chunks, one filtered-path remove per member."""
+    operations: list[dict[str, Any]] = []
+    for start in range(0, len(add), MEMBERS_PER_OPERATION):
+        chunk = add[start:start + MEMBERS_PER_OPERATION]
+        operations.append({"op": "add", "path": "members", "value": [{"value": v} for v in chunk]})
+    operations += [{"op": "remove", "path": f"members[value eq {json.dumps(v)}]"} for v in remove]
+    return operations

@@ -1,0 +1,148 @@
+"""One enterprise application on the Entra side, as a Pulumi component declared from one manifest.
+
+Children: the application with its app roles, the service principal (the enterprise app), one app role assignment
+per manifest assignment, and, when ``provisioning.engine`` is ``entra``, Entra's synchronization secret and job.
+The component's own inputs are the manifest's provisioning settings that policies check (scope, matching and
+filterable attributes, deletion threshold), so CrossGuard sees them beside the resources.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_azuread as azuread
+
+from reconciler.azure.ids import assignment_names, role_id
+from reconciler.azure.principals import Principals
+from reconciler.manifest.model import Manifest, Mapping
+from reconciler.policy.rules import NOTIFICATION_SETTINGS_KEY, SECRET_TOKEN_KEY
+
+TYPE = "reconciler:azure:EnterpriseApp"
+CUSTOM_JOB_TEMPLATE = "scim"
+
+
+class EnterpriseApp(pulumi.ComponentResource):
+    """Outputs: ``client_id``, ``service_principal_object_id`` and ``role_ids`` (role value -> app role id)."""
+
+    client_id: pulumi.Output[str]
+    service_principal_object_id: pulumi.Output[str]
+    role_ids: dict[str, str]
+
+    def __init__(self, manifest: Manifest, *, scim_token: pulumi.Input[str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, manifest.name, component_props(manifest), opts)
+        name = manifest.name
+        gallery = manifest.gallery_template_id is not None
+        child = pulumi.ResourceOptions(parent=self)
+        principals = Principals(self)
+        owners = [principals.owner(o) for o in manifest.owners]
+        self.role_ids = {r.value: role_id(name, r.value) for r in manifest.roles}
+
+        application = azuread.Application(
+            f"{name}-app",
+            display_name=manifest.display_name,
+            description=manifest.description,
+            template_id=manifest.gallery_template_id,
+            owners=owners,
+            app_roles=[
+                azuread.ApplicationAppRoleArgs(
+                    id=self.role_ids[r.value],
+                    value=r.value,
+                    display_name=r.display_name,
+                    description=r.description or r.display_name,
+                    allowed_member_types=list(r.allowed_member_types),
+                    enabled=r.enabled,
+                )
+                for r in manifest.roles
+            ],
+            feature_tags=[azuread.ApplicationFeatureTagArgs(enterprise=True, gallery=gallery)],
+            opts=child,
+        )
+        service_principal = azuread.ServicePrincipal(
+            f"{name}-sp",
+            client_id=application.client_id,
+            use_existing=gallery or None,  # instantiating a gallery template already created it
+            app_role_assignment_required=manifest.provisioning.scope == "assigned",
+            notification_email_addresses=[manifest.notification_email],
+            owners=owners,
+            feature_tags=[azuread.ServicePrincipalFeatureTagArgs(enterprise=True, gallery=gallery)],
+            opts=child,
+        )
+        for logical, assignment in zip(assignment_names(name, manifest.assignments), manifest.assignments,
+                                       strict=True):
+            azuread.AppRoleAssignment(
+                logical,
+                app_role_id=self.role_ids[assignment.role],
+                principal_object_id=principals.object_id(assignment.principal_type, assignment.principal),
+                resource_object_id=service_principal.object_id,
+                opts=child,
+            )
+        if manifest.provisioning.engine == "entra":
+            if scim_token is None:
+                raise ValueError(f"app {name!r}: provisioning.engine is 'entra' but no SCIM token was given")
+            _synchronization(manifest, service_principal, scim_token, child)
+
+        self.client_id = application.client_id
+        self.service_principal_object_id = service_principal.object_id
+        self.register_outputs({
+            "clientId": self.client_id,
+            "servicePrincipalObjectId": self.service_principal_object_id,
+            "roleIds": self.role_ids,
+        })
+
+
+def component_props(manifest: Manifest) -> dict[str, object]:
+    provisioning = manifest.provisioning
+    groups = provisioning.groups.mappings if provisioning.groups.enabled else []
+    return {
+        "engine": provisioning.engine,
+        "scope": provisioning.scope,
+        "deprovision": provisioning.deprovision,
+        "deletionThreshold": provisioning.deletion_threshold,
+        "filterableAttributes": list(provisioning.filterable_attributes),
+        "usersMatchingAttributes": _matching(provisioning.users.mappings),
+        "groupsMatchingAttributes": _matching(groups),
+    }
+
+
+def _matching(mappings: list[Mapping]) -> list[str]:
+    ranked = sorted((m for m in mappings if m.matching is not None), key=lambda m: m.matching or 0)
+    return [m.target for m in ranked]
+
+
+def notification_settings(manifest: Manifest) -> str:
+    """Entra's accidental-deletion prevention and failure email, as its ``SyncNotificationSettings`` secret."""
+    return json.dumps({
+        "Enabled": True,
+        "Recipients": manifest.notification_email,
+        "DeleteThresholdEnabled": True,
+        "DeleteThresholdValue": manifest.provisioning.deletion_threshold,
+    }, separators=(",", ":"))
+
+
+def _synchronization(manifest: Manifest, service_principal: azuread.ServicePrincipal,
+                     scim_token: pulumi.Input[str], child: pulumi.ResourceOptions) -> None:
+    provisioning = manifest.provisioning
+    credentials = [
+        azuread.SynchronizationSecretCredentialArgs(key="BaseAddress", value=provisioning.target.url),
+        # The SDK does not mark credentials secret: without Output.secret the token would sit in state in clear.
+        azuread.SynchronizationSecretCredentialArgs(key=SECRET_TOKEN_KEY, value=pulumi.Output.secret(scim_token)),
+        azuread.SynchronizationSecretCredentialArgs(key=NOTIFICATION_SETTINGS_KEY,
+                                                    value=notification_settings(manifest)),
+        azuread.SynchronizationSecretCredentialArgs(key="SyncAll",
+                                                    value="true" if provisioning.scope == "all" else "false"),
+    ]
+    secret = azuread.SynchronizationSecret(
+        f"{manifest.name}-sync-secret",
+        service_principal_id=service_principal.id,
+        credentials=credentials,
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["credentials"])),
+    )
+    azuread.SynchronizationJob(
+        f"{manifest.name}-sync-job",
+        service_principal_id=service_principal.id,
+        template_id=provisioning.job_template_id or CUSTOM_JOB_TEMPLATE,
+        enabled=True,
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[secret])),
+    )

@@ -1,0 +1,44 @@
+"""Flags and helpers shared by the commands that talk to targets (plan, apply)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from reconciler.errors import ManifestError, ReconcilerError
+from reconciler.manifest import LoadedManifest
+from reconciler.run import RunOptions
+from reconciler.validate import validate_paths
+
+T = TypeVar("T")
+
+
+def add_target_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", default=["manifests"], metavar="PATH",
+                        help="manifest files or folders (default: manifests/)")
+    parser.add_argument("--directory", metavar="FILE", help="a directory snapshot instead of the manifest's source")
+    parser.add_argument("--target", metavar="URL", help="the SCIM base URL instead of the manifest's (one app only)")
+
+
+def load_valid(args: argparse.Namespace) -> list[LoadedManifest]:
+    loaded, problems = validate_paths(args.paths)
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        raise ManifestError(errors)
+    if args.target and len(loaded) != 1:
+        raise ReconcilerError(f"--target names one target, but {len(loaded)} manifests were given; "
+                              "pass the one manifest it is for")
+    return loaded
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(directory=args.directory, target=args.target,
+                      allow_deletes=getattr(args, "allow_deletes", False),
+                      concurrency=getattr(args, "concurrency", None) or RunOptions.concurrency,
+                      log_path=getattr(args, "log", None))
+
+
+def run_async(coroutine: Awaitable[T]) -> T:
+    return asyncio.run(coroutine)  # type: ignore[arg-type]

@@ -1,0 +1,47 @@
+"""``reconciler plan``: what apply would change, as text, Markdown or JSON; ``--out`` saves it for apply."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from reconciler.commands.common import add_target_flags, load_valid, options_from, run_async
+from reconciler.plan import Plan
+from reconciler.report import render_json, render_markdown, render_text
+from reconciler.run import AppRun
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("plan", help="show what apply would change in each app's SCIM target")
+    add_target_flags(parser)
+    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    parser.add_argument("--detailed-exitcode", action="store_true",
+                        help="exit 0 when there is nothing to change, 2 when there is, 1 on error")
+    parser.add_argument("--out", metavar="FILE", help="also save the plan as JSON, for apply --plan FILE")
+    parser.add_argument("--detail", action="store_true", help="text: list every attribute of new objects too")
+    parser.set_defaults(handler=run)
+
+
+async def make_plans(args: argparse.Namespace) -> list[Plan]:
+    plans = []
+    options = options_from(args)
+    for loaded in load_valid(args):
+        async with AppRun(loaded, options) as app:
+            plans.append(await app.plan())
+    return plans
+
+
+def run(args: argparse.Namespace) -> int:
+    plans = run_async(make_plans(args))
+    if args.format == "json":
+        sys.stdout.write(render_json(plans))
+    elif args.format == "markdown":
+        sys.stdout.write(render_markdown(plans))
+    else:
+        sys.stdout.write(render_text(plans, color=sys.stdout.isatty(), detailed=args.detail))
+    if args.out:
+        Path(args.out).write_text(render_json(plans), encoding="utf-8")
+    if args.detailed_exitcode:
+        return 2 if any(not p.empty for p in plans) else 0
+    return 0

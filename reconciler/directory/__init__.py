@@ -1,0 +1,12 @@
+"""The directory: users, groups and direct membership, read from a snapshot file or Microsoft Graph.
+
+Objects keep Graph's property names (``id``, ``mobilePhone`` ...), exactly as a snapshot or Graph holds them;
+:mod:`reconciler.directory.names` reads them by Entra's source attribute names (``objectId``, ``mobile`` ...).
+Only :mod:`reconciler.directory.graph` touches the network.
+"""
+
+from reconciler.directory.model import Directory, DirectoryGroup, DirectoryUser
+from reconciler.directory.snapshot import dump_snapshot, load_snapshot
+from reconciler.directory.source import directory_for
+
+__all__ = ["Directory", "DirectoryGroup", "DirectoryUser", "directory_for", "dump_snapshot", "load_snapshot"]

@@ -1,0 +1,108 @@
+"""Matching: which live SCIM object, if any, stands for a directory object. Pure.
+
+The vocabulary:
+
+- **owned**: the live object's ``externalId`` equals the directory object's id, exactly (case-sensitive). That is
+  the only mark of ownership: a foreign object whose ``externalId`` merely looks like a directory id (another
+  case, a prefix, a GUID of another tenant) is not ours.
+- **matched**: not owned, but equal on a matching attribute, tried in precedence order; the first attribute that
+  finds exactly one live object wins (Entra's rule). A matched object is *adopted*: its ``externalId`` is set.
+- **ambiguous**: a matching value finds several live objects; nothing is touched and the plan says why.
+- **unmanaged**: everything else; never read further, never written.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.scim.normalize import SchemaIndex, comparable, core_schema
+from reconciler.scim.paths import TargetPath, parse_path
+
+
+def values_at(resource: Mapping[str, Any], path: TargetPath) -> list[Any]:
+    """The values a resource holds at ``path`` (``emails[type eq "work"].value`` -> the work emails)."""
+    container: Any = resource
+    if path.schema:
+        container = _get(resource, path.schema)
+    value = _get(container, path.attribute)
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    if path.filter:
+        name, wanted = path.filter
+        items = [i for i in items if isinstance(i, Mapping) and str(_get(i, name) or "").lower() == wanted.lower()]
+    if path.sub_attribute:
+        items = [_get(i, path.sub_attribute) for i in items if isinstance(i, Mapping)]
+    return [i for i in items if i is not None and not isinstance(i, Mapping | list)]
+
+
+def _get(mapping: Any, name: str) -> Any:
+    if not isinstance(mapping, Mapping):
+        return None
+    if name in mapping:
+        return mapping[name]
+    lowered = name.lower()
+    return next((v for k, v in mapping.items() if k.lower() == lowered), None)
+
+
+@dataclass(frozen=True)
+class Match:
+    """The outcome of matching one directory object: ``how`` is owned, matched, ambiguous or none."""
+
+    how: str
+    live: Mapping[str, Any] | None = None
+    detail: str = ""
+
+
+class LiveIndex:
+    """Live objects of one kind, indexed by id, by externalId and by every matching attribute's values."""
+
+    def __init__(self, resources: Iterable[Mapping[str, Any]], matching_paths: Sequence[str],
+                 schemas: SchemaIndex | None = None) -> None:
+        self.schemas = schemas or SchemaIndex.rfc_defaults()
+        self.by_id: dict[str, Mapping[str, Any]] = {}
+        self.by_external: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        self.by_path: dict[str, dict[Any, list[Mapping[str, Any]]]] = {p: defaultdict(list) for p in matching_paths}
+        for resource in resources:
+            rid = resource.get("id")
+            if not isinstance(rid, str):
+                continue
+            self.by_id[rid] = resource
+            external = resource.get("externalId")
+            if isinstance(external, str) and external:
+                self.by_external[external].append(resource)
+            for text in matching_paths:
+                path = parse_path(text)
+                for value in values_at(resource, path):
+                    self.by_path[text][self._key(path, value, resource)].append(resource)
+
+    def _key(self, path: TargetPath, value: Any, resource: Mapping[str, Any]) -> Any:
+        schema = path.schema or core_schema(resource)
+        rule = self.schemas.rule(schema, path.attribute, value)
+        if path.sub_attribute:
+            rule = rule.child(path.sub_attribute)
+        return comparable(value, rule)
+
+    def owned_by(self, source_id: str) -> list[Mapping[str, Any]]:
+        return self.by_external.get(source_id, [])
+
+    def match(self, source_id: str, matching: Sequence[tuple[str, Any]], kind_schema: str) -> Match:
+        owned = self.owned_by(source_id)
+        if len(owned) == 1:
+            return Match("owned", owned[0])
+        if len(owned) > 1:
+            ids = ", ".join(sorted(str(o.get("id")) for o in owned))
+            return Match("ambiguous", detail=f"{len(owned)} target objects carry externalId {source_id!r} ({ids})")
+        for text, value in matching:
+            path = parse_path(text)
+            key = self._key(path, value, {"schemas": [kind_schema]})
+            found = self.by_path.get(text, {}).get(key, [])
+            if len(found) == 1:
+                return Match("matched", found[0], detail=f"{text} eq {value!r}")
+            if len(found) > 1:
+                ids = ", ".join(sorted(str(o.get("id")) for o in found))
+                return Match("ambiguous", detail=f"{len(found)} target objects have {text} {value!r} ({ids})")
+        return Match("none")

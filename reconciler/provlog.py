@@ -1,0 +1,61 @@
+"""The provisioning log: one JSON object per line and per step, with the fields of Entra's provisioning logs.
+
+``cycleId`` names one run, ``changeId`` one step; ``action`` is Create, Update, Disable, Delete or Other (adopt,
+conflict); ``status`` Success, Failure or Skipped; ``modifiedProperties`` lists ``displayName``/``oldValue``/
+``newValue``. Values are written as the plan shows them; tokens never reach a plan, so never reach the log.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from reconciler.plan import Step
+
+_ACTIONS = {"create": "Create", "update": "Update", "adopt": "Update", "disable": "Disable", "delete": "Delete"}
+
+
+class ProvisioningLog:
+    """Appends records to a file (or any text stream); one instance per run shares one ``cycleId``."""
+
+    def __init__(self, stream: IO[str], *, app: str, cycle_id: str | None = None) -> None:
+        self.stream = stream
+        self.app = app
+        self.cycle_id = cycle_id or str(uuid.uuid4())
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str, *, app: str, cycle_id: str | None = None) -> ProvisioningLog:
+        return cls(open(path, "a", encoding="utf-8"), app=app, cycle_id=cycle_id)
+
+    def record(self, step: Step, *, status: str, target_id: str | None = None, duration_ms: int = 0,
+               error: str | None = None) -> dict[str, Any]:
+        modified = [{"displayName": c.path, "oldValue": c.old, "newValue": c.new} for c in step.changes]
+        if step.members_add or step.members_remove:
+            modified.append({"displayName": "members", "oldValue": None,
+                             "newValue": {"add": step.members_add, "remove": step.members_remove}})
+        entry: dict[str, Any] = {
+            "activityDateTime": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "cycleId": self.cycle_id,
+            "changeId": str(uuid.uuid4()),
+            "app": self.app,
+            "action": _ACTIONS.get(step.action, "Other"),
+            "actionDetail": step.action,
+            "status": status,
+            "sourceIdentity": {"id": step.source_id, "displayName": step.display, "identityType": step.kind},
+            "targetIdentity": {"id": target_id, "identityType": step.kind},
+            "modifiedProperties": modified,
+            "durationInMilliseconds": duration_ms,
+            "statusInfo": {"reason": error} if error else None,
+        }
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        return entry
+
+    def close(self) -> None:
+        self.stream.close()

@@ -1,0 +1,50 @@
+"""Markdown rendering: summary counts first, destructive steps flagged, details in collapsible blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reconciler.plan import Plan
+from reconciler.report.rows import step_rows, summary_line
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ") or " "
+
+
+def render_markdown(plans: Sequence[Plan]) -> str:
+    lines: list[str] = []
+    for plan in plans:
+        counts = plan.summary()
+        lines.append(f"### `{plan.app}`: {summary_line(plan)}")
+        lines.append("")
+        lines.append("| create | update | adopt | disable | delete | conflict |")
+        lines.append("|---:|---:|---:|---:|---:|---:|")
+        lines.append("| " + " | ".join(str(counts[k]) for k in
+                                        ("create", "update", "adopt", "disable", "delete", "conflict")) + " |")
+        lines.append("")
+        if plan.destructive:
+            flag = "**over the deletion threshold**" if plan.destructive > plan.threshold else "within the threshold"
+            lines.append(f"> :warning: {plan.destructive} disable/delete step(s), {flag} "
+                         f"(deletionThreshold {plan.threshold}).")
+            lines.append("")
+        for note in plan.notes:
+            lines.append(f"> {note}")
+        if plan.notes:
+            lines.append("")
+        if plan.empty:
+            lines.append("No changes.")
+            lines.append("")
+            continue
+        lines.append("<details><summary>Details</summary>")
+        lines.append("")
+        lines.append("| action | kind | object | attribute | old | new |")
+        lines.append("|---|---|---|---|---|---|")
+        for step in plan.steps:
+            for row in step_rows(step):
+                lines.append("| " + " | ".join(_cell(c) for c in (row.action, row.kind, row.display, row.attribute,
+                                                                  row.old, row.new)) + " |")
+        lines.append("")
+        lines.append("</details>")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""One app's run against its target: read, plan, apply, and converge (read again until the plan is empty).
+
+This is where the pure core meets the edges: the directory (a snapshot or Graph), the token (the environment
+variable the manifest names), and the SCIM client.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, PlanExecutor, Progress, StepFailure
+from reconciler.desired import DesiredState, desired_state
+from reconciler.directory.model import Directory
+from reconciler.errors import DirectoryError, ReconcilerError, TargetError
+from reconciler.manifest import LoadedManifest
+from reconciler.plan import Plan, fingerprint, make_plan
+from reconciler.provlog import ProvisioningLog
+from reconciler.scim.client import ScimClient
+from reconciler.scim.live import LiveState, read_live
+from reconciler.scim.normalize import SchemaIndex
+
+MAX_ROUNDS = 5
+
+
+@dataclass
+class RunOptions:
+    directory: str | None = None        # a snapshot file overriding the manifest's directory source
+    target: str | None = None           # a target URL overriding the manifest's
+    allow_deletes: bool = False
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_rounds: int = MAX_ROUNDS
+    log_path: str | None = None
+    bulk: bool = True                   # use /Bulk for many creates when the target advertises it
+
+
+@dataclass
+class RunResult:
+    """How a converging apply ended: the last plan (empty when converged) and what each round did."""
+
+    app: str
+    final: Plan
+    rounds: list[ApplyReport] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[StepFailure]:
+        return self.rounds[-1].failures if self.rounds else []
+
+    @property
+    def converged(self) -> bool:
+        """The target, read after the last round, matches the desired state (failures that healed, such as a
+        write whose answer was lost but which was applied, do not count)."""
+        return self.final.empty
+
+    @property
+    def writes(self) -> int:
+        return sum(r.writes for r in self.rounds)
+
+
+def read_token(loaded: LoadedManifest) -> str:
+    name = loaded.manifest.provisioning.target.token_env
+    token = os.environ.get(name)
+    if not token:
+        raise TargetError(f"{loaded.file}: environment variable {name} is not set; it must hold the target's "
+                          "bearer token (provisioning.target.tokenEnv)")
+    return token
+
+
+def load_directory(loaded: LoadedManifest, override: str | None) -> Directory:
+    """The ``--directory`` snapshot, else the manifest's ``provisioning.directory.snapshot``, else Graph."""
+    from reconciler.directory.snapshot import load_snapshot
+
+    if override:
+        return load_snapshot(override)
+    snapshot = loaded.manifest.provisioning.directory.snapshot
+    if snapshot:
+        return load_snapshot(Path(loaded.file).parent / snapshot)
+    try:
+        from reconciler.directory.graph import read_graph_directory
+    except ImportError:
+        raise DirectoryError(f"{loaded.file}: no directory snapshot given (--directory FILE or "
+                             "provisioning.directory.snapshot), and the Graph reader is not available") from None
+    return read_graph_directory(loaded.manifest)
+
+
+class AppRun:
+    """The state of one app's run: its manifest, desired state, and an open client to its target."""
+
+    def __init__(self, loaded: LoadedManifest, options: RunOptions, *, client: ScimClient | None = None) -> None:
+        self.loaded = loaded
+        self.manifest = loaded.manifest
+        self.options = options
+        self.url = options.target or self.manifest.provisioning.target.url
+        self.client = client or ScimClient(self.url, read_token(loaded),
+                                           max_connections=max(options.concurrency, 4))
+        self.desired: DesiredState | None = None
+        self.schemas = SchemaIndex.rfc_defaults()
+
+    async def __aenter__(self) -> AppRun:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+
+    def _named(self, error: TargetError) -> TargetError:
+        """The same error, prefixed with the app and its target (a request path alone is ambiguous)."""
+        return TargetError(f"{self.manifest.name} ({self.url}): {error}")
+
+    async def prepare(self) -> None:
+        directory = load_directory(self.loaded, self.options.directory)
+        self.desired = desired_state(self.manifest, directory)
+        try:
+            capabilities = await self.client.discover()
+        except TargetError as error:
+            raise self._named(error) from None
+        if capabilities.schemas:
+            self.schemas = SchemaIndex.from_schemas(capabilities.schemas)
+
+    async def read(self) -> LiveState:
+        provisioning = self.manifest.provisioning
+        user_paths = [m.target for m in provisioning.users.mappings]
+        group_paths = [m.target for m in provisioning.groups.mappings if m.target != "members"]
+        try:
+            return await read_live(self.client, user_attributes=[*user_paths, "active"],
+                                   group_attributes=group_paths, groups=provisioning.groups.enabled)
+        except TargetError as error:
+            raise self._named(error) from None
+
+    def plan_for(self, live: LiveState) -> Plan:
+        assert self.desired is not None, "prepare() first"
+        plan = make_plan(self.manifest, self.desired, live, target=self.url, schemas=self.schemas,
+                         allow_deletes=self.options.allow_deletes)
+        for skipped in self.desired.skipped:
+            plan.notes.append(f"skipped {skipped.kind.lower()} {skipped.display}: {skipped.reason}")
+        return plan
+
+    async def plan(self) -> Plan:
+        await self.prepare()
+        return self.plan_for(await self.read())
+
+    async def converge(self, *, saved: Plan | None = None, progress: Progress | None = None,
+                       on_round: Callable[[int, Plan], None] | None = None) -> RunResult:
+        """Apply, read again, and repeat until the plan is empty or ``max_rounds`` passed.
+
+        With ``saved``, the first round applies that plan (refused if the target moved since it was made), and
+        later rounds touch only the objects it named.
+        """
+        await self.prepare()
+        live = await self.read()
+        plan = self.plan_for(live)
+        reviewed: set[str] | None = None
+        if saved is not None:
+            if saved.fingerprint != fingerprint(live):
+                raise ReconcilerError(f"{self.manifest.name}: the target has changed since the plan was made; "
+                                      "make a new plan (reconciler plan --out FILE) and review it again")
+            saved.allow_deletes = saved.allow_deletes or self.options.allow_deletes
+            plan = saved
+            reviewed = {s.key for s in saved.steps}
+        result = RunResult(self.manifest.name, plan)
+        log = ProvisioningLog.open(self.options.log_path, app=self.manifest.name) if self.options.log_path else None
+        try:
+            for round_number in range(1, self.options.max_rounds + 1):
+                if not plan.has_writes:
+                    break
+                if on_round:
+                    on_round(round_number, plan)
+                executor = PlanExecutor(self.client, plan, concurrency=self.options.concurrency, log=log,
+                                        progress=progress, bulk=self.options.bulk)
+                result.rounds.append(await executor.run())
+                plan = self.plan_for(await self.read())
+                if reviewed is not None:
+                    plan.steps = [s for s in plan.steps if s.key in reviewed]
+                result.final = plan
+        finally:
+            if log is not None:
+                log.close()
+        return result

@@ -1,0 +1,522 @@
+"""The SCIM 2.0 client (RFC 7644) over async httpx: the only code here that touches the network.
+
+Safe defaults, in the order they matter:
+
+- **No duplicates.** A POST or PATCH (and a Bulk request) whose answer is lost after it was sent (reset,
+  timeout, 500/502/503/504) is never resent: :class:`~reconciler.scim.errors.OutcomeUnknown` tells the caller
+  to look the object up first. A connection that failed before anything was sent is retried, as are
+  idempotent reads, PUTs and DELETEs.
+- **Bounded retries.** 429 (any method) and 503 (idempotent methods) honour ``Retry-After``; connect errors
+  and 502/504 back off with jitter; all within :class:`~reconciler.scim.retry.RetryPolicy`'s attempts and
+  total wait.
+- **No secrets.** The bearer token lives only in a private auth object; it is in no repr, log or error
+  message, and is scrubbed from any server text quoted in an error.
+- **Safe queries.** Filter values are JSON strings (:func:`eq_filter`); plain ``http://`` only to loopback.
+
+Wire shapes are plain dicts: ``scim2-models`` validation costs far more per resource than the reconciler can
+afford on full reads (see ``benchmarks/scim_models.py``); it is used for the small discovery documents and
+errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import httpx
+from pydantic import ValidationError
+from scim2_models import Error
+
+from reconciler.errors import TargetError
+from reconciler.scim.discovery import (
+    Capabilities,
+    parse_resource_types,
+    parse_schemas,
+    parse_service_provider_config,
+)
+from reconciler.scim.errors import (
+    OutcomeUnknown,
+    TargetResponseError,
+    TargetStatusError,
+    TargetUnreachable,
+)
+from reconciler.scim.paths import parse_path
+from reconciler.scim.retry import RetryPolicy, parse_retry_after
+
+SCIM_JSON = "application/scim+json"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+DEFAULT_PAGE_SIZE = 1000
+MAX_PAGES = 100_000
+
+# Failures where nothing reached the server: always safe to retry.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+
+
+def eq_filter(path: str, value: str) -> str:
+    """``path eq "value"``, the value quoted as a JSON string so quotes and backslashes cannot escape it."""
+    parse_path(path)
+    return f"{path} eq {json.dumps(value, ensure_ascii=False)}"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _BearerAuth(httpx.Auth):
+    """Adds the bearer token per request, so it never sits in the client's default headers."""
+
+    def __init__(self, token: str) -> None:
+        self.__token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.__token}"
+        yield request
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self.__token, "<redacted>") if self.__token else text
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(<redacted>)"
+
+
+@dataclass(frozen=True)
+class BulkOperation:
+    """One operation of a Bulk request; ``path`` is relative to the base URL (``/Users``, ``/Users/{id}``)."""
+
+    method: str
+    path: str
+    bulk_id: str
+    data: dict[str, Any] | None = None
+    version: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"method": self.method.upper(), "path": self.path, "bulkId": self.bulk_id}
+        if self.data is not None:
+            wire["data"] = self.data
+        if self.version is not None:
+            wire["version"] = self.version
+        return wire
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """The outcome of one Bulk operation, mapped back by ``bulk_id``; ``id`` is taken from ``location``."""
+
+    bulk_id: str
+    method: str
+    status: int
+    location: str | None = None
+    id: str | None = None
+    detail: str | None = None
+    scim_type: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class BulkOutcomeUnknown(OutcomeUnknown):
+    """A Bulk batch's answer was lost.
+
+    ``completed`` holds the results of earlier batches and ``bulk_ids`` the lost batch; operations of later
+    batches were not sent.
+    """
+
+    def __init__(self, lost: OutcomeUnknown, bulk_ids: tuple[str, ...], completed: list[BulkResult]) -> None:
+        super().__init__(lost.method, lost.path, lost.cause, bulk_ids=bulk_ids, status=lost.status)
+        self.completed = completed
+
+
+class ScimClient:
+    """An async SCIM client for one target. Use as ``async with ScimClient(url, token) as client:``.
+
+    ``token`` is the bearer token's value (read by the caller from the manifest's ``tokenEnv``); None sends no
+    ``Authorization`` header. ``sleep`` is the wait used between retries (tests pass a recorder).
+    """
+
+    def __init__(self, base_url: str, token: str | None, *, retry: RetryPolicy | None = None,
+                 timeout: float = 30.0, max_connections: int = 16, page_size: int = DEFAULT_PAGE_SIZE,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise TargetError(f"target URL {base_url!r} is not an http(s) URL")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise TargetError(f"target URL {base_url!r}: plain http:// is refused except to loopback; use https://")
+        # A query on the tenant URL (Entra's ``?aadOptscim062020``) is kept and sent with every request.
+        self.base_url = parts._replace(query="", fragment="").geturl().rstrip("/")
+        self._base_params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        self.retry = retry or RetryPolicy()
+        self.page_size = page_size
+        self.capabilities = Capabilities()
+        self._sleep = sleep
+        self._auth = _BearerAuth(token) if token else None
+        self._attributes_ok = True
+        self.requests: Counter[str] = Counter()  # requests sent (every attempt), by method
+        self._http = httpx.AsyncClient(
+            auth=self._auth,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"Accept": f"{SCIM_JSON}, application/json"},
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"ScimClient({self.base_url!r})"
+
+    async def __aenter__(self) -> ScimClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- discovery -------------------------------------------------------------------------------------------
+
+    async def discover(self) -> Capabilities:
+        """Read /ServiceProviderConfig, /ResourceTypes and /Schemas; whatever fails falls back to defaults."""
+        fields: dict[str, Any] = {}
+        found = False
+        config = await self._optional_get("/ServiceProviderConfig")
+        if config is not None:
+            fields.update(parse_service_provider_config(config))
+            found = True
+        types = await self._optional_get("/ResourceTypes")
+        if types is not None:
+            fields["endpoints"] = parse_resource_types(types)
+            found = True
+        schemas = await self._optional_get("/Schemas")
+        if schemas is not None:
+            fields["schemas"] = parse_schemas(schemas)
+            found = True
+        self.capabilities = Capabilities(**fields, discovered=found)
+        return self.capabilities
+
+    async def _optional_get(self, path: str) -> Any:
+        try:
+            return await self._json_request("GET", path)
+        except TargetStatusError as error:
+            if error.status in (401, 403):
+                raise
+            return None
+        except TargetResponseError:
+            return None
+
+    # -- resources -------------------------------------------------------------------------------------------
+
+    def endpoint(self, resource_type: str) -> str:
+        """``User``/``Group`` (or an endpoint such as ``/Users``) -> the endpoint path."""
+        return resource_type if resource_type.startswith("/") else self.capabilities.endpoint(resource_type)
+
+    async def get(self, resource_type: str, id: str, *,
+                  attributes: Sequence[str] | None = None) -> dict[str, Any]:
+        params = {"attributes": ",".join(attributes)} if attributes else None
+        return self._resource(await self._json_request("GET", f"{self.endpoint(resource_type)}/{id}",
+                                                       params=params), "GET", self.endpoint(resource_type))
+
+    async def create(self, resource_type: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """POST a resource; the created resource (with ``id``). A lost answer raises OutcomeUnknown."""
+        path = self.endpoint(resource_type)
+        response = await self._send("POST", path, body=resource)
+        body = self._decode(response, "POST", path)
+        if body is None:
+            location = response.headers.get("Location") or ""
+            if not location.startswith(f"{self.base_url}/"):
+                # never send the token to a URL the target merely names
+                raise TargetResponseError("POST", path, "201 without a body or a Location under the base URL")
+            body = await self._json_request("GET", location[len(self.base_url):])
+        return self._resource(body, "POST", path)
+
+    async def replace(self, resource_type: str, id: str, resource: dict[str, Any]) -> dict[str, Any]:
+        path = f"{self.endpoint(resource_type)}/{id}"
+        return self._resource(await self._json_request("PUT", path, body=resource), "PUT", path)
+
+    async def patch(self, resource_type: str, id: str, operations: Sequence[dict[str, Any]], *,
+                    version: str | None = None) -> dict[str, Any] | None:
+        """PATCH with RFC 7644 operations; the resource if the server returned one (200), else None (204)."""
+        path = f"{self.endpoint(resource_type)}/{id}"
+        body = {"schemas": [PATCH_OP], "Operations": list(operations)}
+        headers = {"If-Match": version} if version else None
+        answer = await self._json_request("PATCH", path, body=body, headers=headers)
+        return answer if isinstance(answer, dict) and answer else None
+
+    async def delete(self, resource_type: str, id: str) -> None:
+        """DELETE; retried like any idempotent request (a 404 after a lost first answer counts as done)."""
+        path = f"{self.endpoint(resource_type)}/{id}"
+        try:
+            await self._send("DELETE", path)
+        except _GoneAfterRetry:
+            return
+
+    async def pages(self, resource_type: str, *, filter: str | None = None,
+                    attributes: Sequence[str] | None = None, excluded_attributes: Sequence[str] | None = None,
+                    page_size: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield the resources of a search page by page, robust to servers that ignore ``count``, cap pages,
+        misreport ``itemsPerPage``/``totalResults`` or serve page 1 again past the end.
+
+        Stops when ``startIndex`` passes ``totalResults``, on an empty page, or on a page of ids already seen;
+        a repeated page while ``totalResults`` says more remain is an error (a partial read is never returned).
+        ``attributes`` is dropped (once per client) if the server refuses it with 400.
+        """
+        path = self.endpoint(resource_type)
+        size = page_size or self.page_size
+        if self.capabilities.max_results:
+            size = min(size, self.capabilities.max_results)
+        seen: set[str] = set()
+        start = 1
+        for _ in range(MAX_PAGES):
+            params: dict[str, Any] = {"startIndex": start, "count": size}
+            if filter is not None:
+                params["filter"] = filter
+            if excluded_attributes:
+                params["excludedAttributes"] = ",".join(excluded_attributes)
+            if attributes and self._attributes_ok:
+                params["attributes"] = ",".join(attributes)
+            try:
+                body = await self._json_request("GET", path, params=params)
+            except TargetStatusError as error:
+                if error.status == 400 and "attributes" in params and start == 1:
+                    self._attributes_ok = False
+                    continue
+                raise
+            resources = self._list(body, "GET", path)
+            fresh = []
+            for resource in resources:
+                rid = resource.get("id")
+                if not isinstance(rid, str):
+                    raise TargetResponseError("GET", path, "a listed resource has no id")
+                if rid not in seen:
+                    seen.add(rid)
+                    fresh.append(resource)
+            total = body.get("totalResults")
+            total = total if isinstance(total, int) and not isinstance(total, bool) else None
+            if not fresh:
+                if resources and total is not None and len(seen) < total:
+                    raise TargetResponseError("GET", path, f"paging repeats resources after {len(seen)} of "
+                                              f"{total}: the server seems to ignore startIndex")
+                return
+            yield fresh
+            start += len(resources)
+            if total is not None and start > total:
+                return
+        raise TargetResponseError("GET", path, f"paging did not end after {MAX_PAGES} pages")
+
+    async def list_all(self, resource_type: str, **options: Any) -> list[dict[str, Any]]:
+        """Every resource of a search, all pages."""
+        return [resource async for page in self.pages(resource_type, **options) for resource in page]
+
+    async def find(self, resource_type: str, path: str, value: str, *,
+                   attributes: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Resources whose ``path`` equals ``value`` (``GET /Users?filter=userName eq "..."``)."""
+        return await self.list_all(resource_type, filter=eq_filter(path, value), attributes=attributes,
+                                   page_size=50)
+
+    # -- bulk ------------------------------------------------------------------------------------------------
+
+    async def bulk(self, operations: Sequence[BulkOperation]) -> list[BulkResult]:
+        """Run operations through /Bulk in batches within the server's maxOperations and maxPayloadSize.
+
+        Results are mapped back by ``bulk_id``. A batch whose answer is lost is never resent: it raises
+        :class:`BulkOutcomeUnknown` (the results so far in ``completed``).
+        """
+        caps = self.capabilities
+        if not caps.bulk:
+            raise TargetError(f"{self.base_url}: the target does not advertise Bulk support")
+        results: list[BulkResult] = []
+        for batch in bulk_batches(operations, caps.bulk_max_operations, caps.bulk_max_payload_size):
+            body = {"schemas": [BULK_REQUEST], "Operations": [op.to_wire() for op in batch]}
+            try:
+                answer = await self._json_request("POST", "/Bulk", body=body)
+            except OutcomeUnknown as lost:
+                raise BulkOutcomeUnknown(lost, tuple(op.bulk_id for op in batch), results) from None
+            results.extend(parse_bulk_response(answer, batch))
+        return results
+
+    # -- transport -------------------------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    async def _json_request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                            body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        response = await self._send(method, path, params=params, body=body, headers=headers)
+        return self._decode(response, method, path)
+
+    async def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
+                    headers: dict[str, str] | None = None) -> httpx.Response:
+        shown = f"{path}?{urlencode(params)}" if params else path
+        if self._base_params:
+            params = {**self._base_params, **(params or {})}
+        idempotent = method in _IDEMPOTENT
+        request_headers = dict(headers or {})
+        content = None
+        if body is not None:
+            content = json.dumps(body, ensure_ascii=False).encode()
+            request_headers["Content-Type"] = SCIM_JSON
+        waited = 0.0
+        lost_once = False
+        for attempt in range(1, max(1, self.retry.max_attempts) + 1):
+            delay: float | None
+            self.requests[method] += 1
+            try:
+                response = await self._http.request(method, self._url(path), params=params, content=content,
+                                                    headers=request_headers)
+            except _NOT_SENT as error:
+                failure: Exception = TargetUnreachable(method, shown, self._describe(error))
+                delay = self.retry.backoff(attempt)
+            except httpx.TransportError as error:
+                if not idempotent:
+                    raise OutcomeUnknown(method, shown, self._describe(error)) from None
+                lost_once = True
+                failure = TargetUnreachable(method, shown, self._describe(error))
+                delay = self.retry.backoff(attempt)
+            else:
+                status = response.status_code
+                if status < 400:
+                    return response
+                if method == "DELETE" and status == 404 and lost_once:
+                    raise _GoneAfterRetry
+                failure = self._status_error(response, method, shown)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if status == 429 or (idempotent and status == 503):
+                    delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
+                elif idempotent and status in (502, 504):
+                    delay = self.retry.backoff(attempt)
+                elif not idempotent and status >= 500:
+                    raise OutcomeUnknown(method, shown, f"HTTP {status}", status=status) from None
+                else:
+                    raise failure
+            if attempt >= self.retry.max_attempts or waited + delay > self.retry.max_total_wait:
+                raise failure
+            waited += delay
+            await self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _describe(self, error: Exception) -> str:
+        text = str(error) or type(error).__name__
+        return self._scrub(f"{type(error).__name__}: {text}" if str(error) else text)
+
+    def _scrub(self, text: str) -> str:
+        return self._auth.scrub(text) if self._auth else text
+
+    def _status_error(self, response: httpx.Response, method: str, shown: str) -> TargetStatusError:
+        detail = scim_type = None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            try:
+                error = Error.model_validate(payload)
+                detail, scim_type = error.detail, error.scim_type
+            except ValidationError:
+                detail, scim_type = payload.get("detail"), payload.get("scimType")
+        if detail is None and response.text and payload is None:
+            detail = response.text.strip().splitlines()[0][:200] if response.text.strip() else None
+        return TargetStatusError(
+            method, shown, response.status_code,
+            detail=self._scrub(str(detail)) if detail is not None else None,
+            scim_type=str(scim_type) if scim_type else None,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def _decode(self, response: httpx.Response, method: str, path: str) -> Any:
+        if response.status_code == 204 or not response.content:
+            return None
+        media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media and media not in (SCIM_JSON, "application/json"):
+            raise TargetResponseError(method, path, f"unexpected content type {media!r}")
+        try:
+            return response.json()
+        except ValueError:
+            raise TargetResponseError(method, path, "the answer is not valid JSON") from None
+
+    @staticmethod
+    def _resource(body: Any, method: str, path: str) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise TargetResponseError(method, path, "the answer is not a SCIM resource with an id")
+        return body
+
+    @staticmethod
+    def _list(body: Any, method: str, path: str) -> list[dict[str, Any]]:
+        if not isinstance(body, dict):
+            raise TargetResponseError(method, path, "the answer is not a SCIM ListResponse")
+        resources = body.get("Resources", [])
+        if resources is None:
+            return []
+        if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+            raise TargetResponseError(method, path, "the ListResponse's Resources is not a list of objects")
+        return resources
+
+
+class _GoneAfterRetry(Exception):
+    """A retried DELETE found the resource already gone: the lost first attempt did the work."""
+
+
+def bulk_batches(operations: Sequence[BulkOperation], max_operations: int | None,
+                 max_payload_size: int | None) -> list[list[BulkOperation]]:
+    """Split operations into batches within the server's limits (payload measured as the encoded JSON)."""
+    envelope = len(json.dumps({"schemas": [BULK_REQUEST], "Operations": []}))
+    batches: list[list[BulkOperation]] = []
+    batch: list[BulkOperation] = []
+    size = envelope
+    for op in operations:
+        op_size = len(json.dumps(op.to_wire(), ensure_ascii=False).encode()) + 2
+        if max_payload_size and envelope + op_size > max_payload_size:
+            raise TargetError(f"Bulk operation {op.bulk_id!r} is larger than the target's maxPayloadSize "
+                              f"({max_payload_size} bytes)")
+        full = (max_operations and len(batch) >= max_operations) or (
+            max_payload_size and size + op_size > max_payload_size)
+        if batch and full:
+            batches.append(batch)
+            batch, size = [], envelope
+        batch.append(op)
+        size += op_size
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def parse_bulk_response(answer: Any, batch: Sequence[BulkOperation]) -> list[BulkResult]:
+    """Map a BulkResponse back onto the batch's operations by ``bulkId`` (in order where it is missing)."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("Operations"), list):
+        raise TargetResponseError("POST", "/Bulk", "the answer is not a SCIM BulkResponse")
+    by_id = {op.bulk_id: op for op in batch}
+    results = []
+    for index, item in enumerate(answer["Operations"]):
+        if not isinstance(item, dict):
+            continue
+        bulk_id = item.get("bulkId")
+        if bulk_id not in by_id and index < len(batch):
+            bulk_id = batch[index].bulk_id
+        if bulk_id not in by_id:
+            continue
+        try:
+            status = int(str(item.get("status", "0")).split()[0])
+        except ValueError:
+            status = 0
+        location = item.get("location")
+        error = item.get("response") if isinstance(item.get("response"), dict) else {}
+        results.append(BulkResult(
+            bulk_id=bulk_id, method=str(item.get("method") or by_id[bulk_id].method).upper(), status=status,
+            location=location if isinstance(location, str) else None,
+            id=location.rstrip("/").rsplit("/", 1)[-1] if isinstance(location, str) and location else None,
+            detail=error.get("detail"), scim_type=error.get("scimType"),
+        ))
+    return results

@@ -1,0 +1,67 @@
+"""What can go wrong talking to a SCIM target, as a hierarchy under :class:`~reconciler.errors.TargetError`.
+
+Every error names the request (method and path, never the token) and, when the server gave one, its SCIM
+``detail`` and ``scimType``. Catch exactly what you can handle:
+
+- :class:`TargetUnreachable`: nothing reached the server (or an idempotent request kept failing); safe to
+  retry later.
+- :class:`TargetStatusError`: the server answered with an error status (``status``, ``scim_type``,
+  ``retry_after``).
+- :class:`TargetResponseError`: the server answered something that is not the SCIM it should be.
+- :class:`OutcomeUnknown`: a write was sent and its answer lost; it may or may not have been applied. Look the
+  object up (by its matching attribute) before any retry, or a create could make a duplicate.
+"""
+
+from __future__ import annotations
+
+from reconciler.errors import TargetError
+
+
+class ScimRequestError(TargetError):
+    """Base of the errors about one request; ``method`` and ``path`` name it (query strings included)."""
+
+    def __init__(self, method: str, path: str, message: str) -> None:
+        self.method = method
+        self.path = path
+        self.message = message
+        super().__init__(f"{method} {path}: {message}")
+
+
+class TargetUnreachable(ScimRequestError):
+    """The target could not be reached, or an idempotent request failed on every attempt."""
+
+
+class TargetStatusError(ScimRequestError):
+    """The target answered with an error status (after any retries)."""
+
+    def __init__(self, method: str, path: str, status: int, *, detail: str | None = None,
+                 scim_type: str | None = None, retry_after: float | None = None) -> None:
+        self.status = status
+        self.detail = detail
+        self.scim_type = scim_type
+        self.retry_after = retry_after
+        text = f"HTTP {status}"
+        if scim_type:
+            text += f" ({scim_type})"
+        if detail:
+            text += f": {detail}"
+        super().__init__(method, path, text)
+
+
+class TargetResponseError(ScimRequestError):
+    """The target's answer could not be understood (not JSON, not the expected SCIM shape)."""
+
+
+class OutcomeUnknown(ScimRequestError):
+    """A non-idempotent write reached the wire and its answer was lost: it may have been applied.
+
+    ``bulk_ids`` lists the operations of a lost Bulk request whose outcome is unknown.
+    """
+
+    def __init__(self, method: str, path: str, cause: str, *, bulk_ids: tuple[str, ...] = (),
+                 status: int | None = None) -> None:
+        self.cause = cause
+        self.bulk_ids = bulk_ids
+        self.status = status
+        super().__init__(method, path, f"the answer was lost ({cause}); the write may have been applied, "
+                                       "look the object up before retrying")

@@ -1,0 +1,73 @@
+"""Live state: what the target holds, read once per run in pages (users, then groups with their members).
+
+Plain dicts keyed by the target's ``id``. ``attributes=`` limits the read to what the planner compares, where
+the server allows it (the client drops it once if the server refuses it); ``id`` always comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.scim.client import ScimClient, eq_filter
+from reconciler.scim.paths import parse_path
+
+Resource = dict[str, Any]
+
+
+@dataclass
+class LiveState:
+    """Every user and group of the target, keyed by id."""
+
+    users: dict[str, Resource] = field(default_factory=dict)
+    groups: dict[str, Resource] = field(default_factory=dict)
+
+
+def read_attributes(paths: Sequence[str], always: Sequence[str] = ("externalId",)) -> list[str]:
+    """The ``attributes=`` list for mapped target paths: each path's top-level attribute (or the extension
+    attribute with its URN), plus ``always``; ``id`` is returned by servers regardless."""
+    names: list[str] = []
+    for text in [*always, *paths]:
+        path = parse_path(text)
+        name = f"{path.schema}:{path.attribute}" if path.schema else path.attribute
+        if name not in names:
+            names.append(name)
+    return names
+
+
+async def read_live(client: ScimClient, *, user_attributes: Sequence[str] | None = None,
+                    group_attributes: Sequence[str] | None = None, groups: bool = True,
+                    page_size: int | None = None) -> LiveState:
+    """One paged read of all Users and (if ``groups``) all Groups, members included.
+
+    ``*_attributes`` are target paths (as in mappings) or attribute names; None reads everything.
+    """
+    state = LiveState()
+    user_attrs = read_attributes(user_attributes) if user_attributes is not None else None
+    async for page in client.pages("User", attributes=user_attrs, page_size=page_size):
+        state.users.update((r["id"], r) for r in page)
+    if groups:
+        group_attrs = None
+        if group_attributes is not None:
+            group_attrs = read_attributes(group_attributes, always=("externalId", "displayName", "members"))
+        async for page in client.pages("Group", attributes=group_attrs, page_size=page_size):
+            state.groups.update((r["id"], r) for r in page)
+    return state
+
+
+async def find_users(client: ScimClient, path: str, value: str, *,
+                     attributes: Sequence[str] | None = None) -> list[Resource]:
+    """Users whose ``path`` equals ``value``: the lookup after a create whose answer was lost."""
+    attrs = read_attributes(attributes) if attributes is not None else None
+    return await client.find("User", path, value, attributes=attrs)
+
+
+async def find_groups(client: ScimClient, path: str, value: str, *,
+                      attributes: Sequence[str] | None = None) -> list[Resource]:
+    """Groups whose ``path`` equals ``value`` (members excluded: a lookup needs only the id)."""
+    attrs = read_attributes(attributes, always=("externalId", "displayName")) if attributes is not None else None
+    if attrs is None:
+        return [r async for page in client.pages("Group", filter=eq_filter(path, value),
+                                                  excluded_attributes=["members"], page_size=50) for r in page]
+    return await client.find("Group", path, value, attributes=attrs)

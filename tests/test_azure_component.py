@@ -1,0 +1,202 @@
+"""The Pulumi component under Pulumi's unit-test mocks: the resources one manifest declares, and their inputs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+
+from reconciler.azure.component import EnterpriseApp
+from reconciler.azure.declared import use_mocks
+from reconciler.azure.ids import role_id
+from reconciler.azure.program import config_token, declare
+from reconciler.manifest import LoadedManifest
+from reconciler.policy.rules import DEFAULT_ACCESS_ROLE_ID
+from tests.azure_helpers import ENTRA, GROUPS, USERS, Tenant, atea, atea_with
+
+APPLICATION = "application:Application"
+SERVICE_PRINCIPAL = "servicePrincipal:ServicePrincipal"
+ASSIGNMENT = "appRoleAssignment:AppRoleAssignment"
+SECRET = "synchronizationSecret:SynchronizationSecret"
+JOB = "synchronizationJob:SynchronizationJob"
+
+
+@pytest.fixture
+def tenant() -> Tenant:
+    """Fresh mocks for each test: set_mocks is process-global."""
+    mocks = Tenant()
+    use_mocks(mocks, stack="dev")  # pulumi.runtime.set_mocks, with a fresh root stack and a live event loop
+    pulumi.runtime.set_all_config({}, [])
+    return mocks
+
+
+def declare_one(loaded: LoadedManifest, token: str | None = None) -> dict[str, Any]:
+    """Declare one app under the current mocks; returns its resolved outputs."""
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        app = EnterpriseApp(loaded.manifest, scim_token=token)  # plain: the component must make it secret
+        outputs["role_ids"] = app.role_ids
+        return pulumi.Output.all(app.client_id, app.service_principal_object_id).apply(
+            lambda values: outputs.update(client_id=values[0], sp_object_id=values[1]))
+
+    program()
+    return outputs
+
+
+def test_atea_declares_the_application_with_deterministic_role_ids(tenant: Tenant) -> None:
+    declare_one(atea())
+    app = tenant.one(APPLICATION)
+    assert app.name == "atea-app" and app.parent == "atea"
+    inputs = app.inputs
+    assert inputs["displayName"] == "Atea"
+    assert inputs["owners"] == [USERS["platform-team@contoso.com"]]
+    assert inputs["featureTags"] == [{"enterprise": True, "gallery": False}]
+    assert "templateId" not in inputs
+    roles = {r["value"]: r for r in inputs["appRoles"]}
+    assert set(roles) == {"User", "Admin"}
+    assert roles["Admin"] == {"id": role_id("atea", "Admin"), "value": "Admin", "displayName": "Administrator",
+                              "description": "Full access", "allowedMemberTypes": ["User"], "enabled": True}
+    # Pinned: a change here would re-key every role of every deployed app.
+    assert roles["User"]["id"] == "4cf63f06-496b-53b8-b752-b30e0d72c59c"
+
+
+def test_atea_service_principal(tenant: Tenant) -> None:
+    outputs = declare_one(atea())
+    sp = tenant.one(SERVICE_PRINCIPAL)
+    assert sp.name == "atea-sp"
+    assert sp.inputs["clientId"] == outputs["client_id"] == "${atea-app.clientId}"
+    assert sp.inputs["appRoleAssignmentRequired"] is True
+    assert sp.inputs["notificationEmailAddresses"] == ["iam-alerts@contoso.com"]
+    assert sp.inputs["owners"] == [USERS["platform-team@contoso.com"]]
+    assert sp.inputs["featureTags"] == [{"enterprise": True, "gallery": False}]
+    assert "useExisting" not in sp.inputs
+    assert outputs["sp_object_id"] == "${atea-sp.objectId}"
+    assert outputs["role_ids"] == {"User": role_id("atea", "User"), "Admin": role_id("atea", "Admin")}
+
+
+def test_atea_assignments_resolve_principals_and_never_use_default_access(tenant: Tenant) -> None:
+    declare_one(atea())
+    assignments = {r.name: r.inputs for r in tenant.of(ASSIGNMENT)}
+    assert assignments == {
+        "atea-group-atea-users-user": {"appRoleId": role_id("atea", "User"),
+                                       "principalObjectId": GROUPS["Atea Users"],
+                                       "resourceObjectId": "${atea-sp.objectId}"},
+        "atea-group-atea-admins-admin": {"appRoleId": role_id("atea", "Admin"),
+                                         "principalObjectId": GROUPS["Atea Admins"],
+                                         "resourceObjectId": "${atea-sp.objectId}"},
+        "atea-user-adele-vance-contoso-com-admin": {"appRoleId": role_id("atea", "Admin"),
+                                                    "principalObjectId": USERS["adele.vance@contoso.com"],
+                                                    "resourceObjectId": "${atea-sp.objectId}"},
+    }
+    assert all(a["appRoleId"] != DEFAULT_ACCESS_ROLE_ID for a in assignments.values())
+    lookups = sorted((token.rsplit(":", 1)[-1], json.dumps(args, sort_keys=True)) for token, args in tenant.calls)
+    assert lookups == [
+        ("getGroup", '{"displayName": "Atea Admins"}'),
+        ("getGroup", '{"displayName": "Atea Users"}'),
+        ("getUser", '{"userPrincipalName": "adele.vance@contoso.com"}'),
+        ("getUser", '{"userPrincipalName": "platform-team@contoso.com"}'),  # once, though owner of app and SP
+    ]
+
+
+def test_reconciler_engine_declares_no_synchronization(tenant: Tenant) -> None:
+    declare_one(atea())
+    assert tenant.of(SECRET) == [] and tenant.of(JOB) == []
+    component = tenant.one("reconciler:azure:EnterpriseApp")
+    assert component.parent is None
+    assert component.inputs == {"engine": "reconciler", "scope": "assigned", "deprovision": "disable",
+                                "deletionThreshold": 50,
+                                "filterableAttributes": ["userName", "externalId", "displayName"],
+                                "usersMatchingAttributes": ["userName"], "groupsMatchingAttributes": []}
+
+
+def test_principals_by_object_id_are_looked_up_by_object_id(tenant: Tenant) -> None:
+    group_id = GROUPS["Atea Users"]
+    loaded = atea_with("{group: Atea Users, role: User}", f"{{group: {group_id}, role: User}}")
+    declare_one(loaded)
+    assert ("azuread:index/getGroup:getGroup", {"objectId": group_id}) in tenant.calls
+    principals = {r.inputs["principalObjectId"] for r in tenant.of(ASSIGNMENT)}
+    assert group_id in principals
+
+
+def test_an_unknown_principal_fails_the_program(tenant: Tenant) -> None:
+    loaded = atea_with("{group: Atea Admins, role: Admin}", "{group: Atea Admnis, role: Admin}")
+    with pytest.raises(Exception, match="group not found"):
+        declare_one(loaded)
+
+
+def test_scope_all_does_not_require_assignment(tenant: Tenant) -> None:
+    declare_one(atea_with("  scope: assigned\n", "  scope: all\n"))
+    assert tenant.one(SERVICE_PRINCIPAL).inputs["appRoleAssignmentRequired"] is False
+
+
+def test_entra_engine_declares_secret_and_job(tenant: Tenant) -> None:
+    declare_one(atea_with(*ENTRA), token="tok-123")
+    secret = tenant.one(SECRET)
+    assert secret.name == "atea-sync-secret" and secret.parent == "atea"
+    assert secret.inputs["servicePrincipalId"] == "${atea-sp.id}"
+    credentials = {c["key"]: c["value"] for c in secret.inputs["credentials"]}
+    assert credentials["BaseAddress"] == "https://scim.atea.example/scim/v2"
+    assert credentials["SecretToken"] == "tok-123"
+    assert json.loads(credentials["SyncNotificationSettings"]) == {
+        "Enabled": True, "Recipients": "iam-alerts@contoso.com", "DeleteThresholdEnabled": True,
+        "DeleteThresholdValue": 50}
+    assert credentials["SyncAll"] == "false"
+    job = tenant.one(JOB)
+    assert job.name == "atea-sync-job"
+    assert job.inputs == {"servicePrincipalId": "${atea-sp.id}", "templateId": "scim", "enabled": True}
+
+
+def test_entra_engine_token_is_secret_in_inputs_and_outputs(tenant: Tenant) -> None:
+    declare_one(atea_with(*ENTRA), token="tok-123")
+    secret = tenant.one(SECRET)
+    assert "credentials" in secret.secret_props  # Output.secret reached the engine as a secret
+    assert secret.secret_outputs == ("credentials",)  # and the state read back stays encrypted
+    assert "tok-123" not in repr(secret)
+
+
+def test_entra_engine_gallery_template_and_job_template(tenant: Tenant) -> None:
+    loaded = atea_with("displayName: Atea\n",
+                       "displayName: Atea\ngalleryTemplateId: 9c9818d2-2900-49e8-8ba4-22688be7c675\n",
+                       "  scope: assigned\n", "  engine: entra\n  jobTemplateId: dataBricks\n  scope: assigned\n")
+    declare_one(loaded, token="tok")
+    app = tenant.one(APPLICATION)
+    assert app.inputs["templateId"] == "9c9818d2-2900-49e8-8ba4-22688be7c675"
+    assert app.inputs["featureTags"] == [{"enterprise": True, "gallery": True}]
+    sp = tenant.one(SERVICE_PRINCIPAL)
+    assert sp.inputs["useExisting"] is True  # the template instantiation created the service principal
+    assert sp.inputs["featureTags"] == [{"enterprise": True, "gallery": True}]
+    assert tenant.one(JOB).inputs["templateId"] == "dataBricks"
+
+
+def test_entra_engine_without_a_token_is_refused(tenant: Tenant) -> None:
+    with pytest.raises(ValueError, match="no SCIM token"):
+        declare_one(atea_with(*ENTRA))
+
+
+def test_the_program_reads_the_token_from_secret_config(tenant: Tenant) -> None:
+    pulumi.runtime.set_all_config({"reconciler:ATEA_SCIM_TOKEN": "from-config"}, ["reconciler:ATEA_SCIM_TOKEN"])
+    loaded = atea_with(*ENTRA)
+
+    @pulumi.runtime.test
+    def program() -> None:
+        declare([loaded], config_token(pulumi.Config()))
+
+    program()
+    secret = tenant.one(SECRET)
+    assert "credentials" in secret.secret_props
+    assert {c["key"]: c["value"] for c in secret.inputs["credentials"]}["SecretToken"] == "from-config"
+
+
+def test_the_program_names_the_missing_token_config_key(tenant: Tenant) -> None:
+    loaded = atea_with(*ENTRA)
+
+    @pulumi.runtime.test
+    def program() -> None:
+        declare([loaded], config_token(pulumi.Config()))
+
+    with pytest.raises(Exception, match="ATEA_SCIM_TOKEN"):
+        program()

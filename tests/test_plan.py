@@ -1,0 +1,89 @@
+"""The planner alone (pure): ownership, matching, conflicts, the guard, and the plan as data."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.desired import Deprovision, DesiredObject, DesiredState
+from reconciler.plan import Plan, make_plan
+from reconciler.scim.live import LiveState
+from tests.reconcile_helpers import atea
+
+CORE = ["urn:ietf:params:scim:schemas:core:2.0:User"]
+ID_A = "0ed4a108-0445-5d0d-ba00-94de39090ba3"
+ID_B = "58332430-eb1e-599d-9a72-ca797a6a1ca2"
+
+
+def desired(source_id: str, upn: str, **extra: Any) -> DesiredObject:
+    resource = {"schemas": CORE, "userName": upn, "externalId": source_id, "active": True, **extra}
+    return DesiredObject("User", source_id, upn, (("userName", upn),), resource, {})
+
+
+def live(*users: dict[str, Any]) -> LiveState:
+    return LiveState(users={u["id"]: {"schemas": CORE, **u} for u in users})
+
+
+def plan_for(users: tuple[DesiredObject, ...], state: LiveState, gone: tuple[Deprovision, ...] = (),
+             **kwargs: Any) -> Plan:
+    return make_plan(atea().manifest, DesiredState(users, (), gone), state, **kwargs)
+
+
+def test_owned_by_external_id_even_when_the_user_name_changed() -> None:
+    plan = plan_for((desired(ID_A, "adele.new@contoso.com"),),
+                    live({"id": "t1", "userName": "adele.old@contoso.com", "externalId": ID_A, "active": True}))
+    [step] = plan.steps
+    assert (step.action, step.target_id) == ("update", "t1")
+    assert step.operations == [{"op": "replace", "path": "userName", "value": "adele.new@contoso.com"}]
+
+
+def test_an_external_id_that_merely_looks_similar_is_not_ownership() -> None:
+    plan = plan_for((desired(ID_A, "adele@contoso.com"),),
+                    live({"id": "t1", "userName": "someone@contoso.com", "externalId": ID_A.upper()}))
+    assert [s.action for s in plan.steps] == ["create"]
+    assert plan.unmanaged == {"User": 1, "Group": 0}
+
+
+def test_matching_is_case_insensitive_for_user_name_and_adopts() -> None:
+    plan = plan_for((desired(ID_A, "adele@contoso.com"),), live({"id": "t1", "userName": "ADELE@contoso.com"}))
+    [step] = plan.steps
+    assert step.action == "adopt" and {"op": "add", "path": "externalId", "value": ID_A} in step.operations
+
+
+def test_an_object_owned_by_another_directory_object_is_a_conflict() -> None:
+    plan = plan_for((desired(ID_A, "x@contoso.com"), desired(ID_B, "y@contoso.com")),
+                    live({"id": "t1", "userName": "x@contoso.com", "externalId": ID_B}))
+    actions = sorted((s.display, s.action) for s in plan.steps)
+    assert actions == [("x@contoso.com", "conflict"), ("y@contoso.com", "update")]
+    assert "belongs to directory object" in next(s.reason for s in plan.steps if s.action == "conflict")
+    assert not plan.empty
+
+
+def test_two_live_objects_with_one_user_name_are_a_conflict_never_a_write() -> None:
+    plan = plan_for((desired(ID_A, "x@contoso.com"),),
+                    live({"id": "t1", "userName": "x@contoso.com"}, {"id": "t2", "userName": "X@contoso.com"}))
+    [step] = plan.steps
+    assert step.action == "conflict" and not plan.has_writes
+
+
+def test_deprovision_touches_only_matched_or_owned_objects() -> None:
+    gone = (Deprovision("User", ID_B, "b@contoso.com", (("userName", "b@contoso.com"),), "unassigned"),)
+    state = live({"id": "t1", "userName": "b@contoso.com", "active": True},
+                 {"id": "t2", "userName": "stranger@contoso.com", "active": True, "externalId": "not-ours"})
+    plan = plan_for((), state, gone)
+    assert [(s.action, s.target_id) for s in plan.steps] == [("disable", "t1")]
+    assert any("externalId that names no object" in n for n in plan.notes)
+    already = plan_for((), live({"id": "t1", "userName": "b@contoso.com", "active": "False"}), gone)
+    assert already.empty  # a string "False" from the server already means disabled
+
+
+def test_guard_and_round_trip_through_json() -> None:
+    gone = tuple(Deprovision("User", f"id-{i}", f"u{i}@contoso.com", (("userName", f"u{i}@contoso.com"),),
+                             "unassigned") for i in range(60))
+    state = live(*({"id": f"t{i}", "userName": f"u{i}@contoso.com", "externalId": f"id-{i}"} for i in range(60)))
+    plan = plan_for((), state, gone)
+    assert plan.destructive == 60 and plan.guarded and any("deletion guard" in n for n in plan.notes)
+    assert not plan_for((), state, gone, allow_deletes=True).guarded
+    again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again.to_dict() == plan.to_dict()
+    assert again.summary()["disable"] == 60

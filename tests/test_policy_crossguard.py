@@ -1,0 +1,235 @@
+"""The CrossGuard pack's policies, called directly with hand-built arguments (a PolicyPack would block on gRPC)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UnknownValueError
+
+from reconciler.azure.component import EnterpriseApp
+from reconciler.azure.declared import use_mocks
+from reconciler.azure.ids import role_id
+from reconciler.policy import rules
+from reconciler.policy.crossguard import POLICIES
+from reconciler.policy.resources import (
+    APP_ROLE_ASSIGNMENT,
+    APPLICATION,
+    ENTERPRISE_APP,
+    SERVICE_PRINCIPAL,
+    SYNCHRONIZATION_SECRET,
+)
+from tests.azure_helpers import (
+    ENTRA,
+    ROOT,
+    Reports,
+    Tenant,
+    atea,
+    atea_with,
+    policy_resource,
+    resource_args,
+    stack_args,
+    urn,
+)
+
+BY_NAME = {p.name: p for p in POLICIES}
+COMPONENT_PROPS = {"engine": "reconciler", "scope": "assigned", "deprovision": "disable", "deletionThreshold": 50,
+                   "filterableAttributes": ["userName", "externalId", "displayName"],
+                   "usersMatchingAttributes": ["userName"], "groupsMatchingAttributes": []}
+SP_PROPS = {"clientId": "c", "appRoleAssignmentRequired": True, "notificationEmailAddresses": ["ops@contoso.com"],
+            "owners": ["0f6b1c1e-1111-4111-8111-111111111111"]}
+SETTINGS_ON = json.dumps({"Enabled": True, "Recipients": "ops@contoso.com", "DeleteThresholdEnabled": True,
+                          "DeleteThresholdValue": 50})
+
+
+def validate(rule: rules.Rule, type_: str, props: dict[str, Any], **kwargs: Any) -> list[str]:
+    policy = BY_NAME[rule.name]
+    assert isinstance(policy, ResourceValidationPolicy)
+    reports = Reports()
+    policy.validate(resource_args(type_, props, **kwargs), reports)
+    return [message for message, _ in reports.messages]
+
+
+def credentials(token: str | None = "t", settings_json: str | None = SETTINGS_ON) -> dict[str, Any]:
+    items = [{"key": "BaseAddress", "value": "https://scim.example.com/v2"}]
+    if token is not None:
+        items.append({"key": "SecretToken", "value": token})
+    if settings_json is not None:
+        items.append({"key": "SyncNotificationSettings", "value": settings_json})
+    return {"servicePrincipalId": "/servicePrincipals/x", "credentials": items}
+
+
+def test_one_policy_per_rule_with_the_rules_enforcement() -> None:
+    assert sorted(BY_NAME) == sorted(r.name for r in rules.RULES)
+    for rule in rules.RULES:
+        expected = EnforcementLevel.MANDATORY if rule.mandatory else EnforcementLevel.ADVISORY
+        assert BY_NAME[rule.name].enforcement_level == expected
+        assert BY_NAME[rule.name].description == rule.description
+
+
+def test_no_default_access_assignment() -> None:
+    props = {"appRoleId": role_id("atea", "User"), "principalObjectId": "p", "resourceObjectId": "r"}
+    assert validate(rules.NO_DEFAULT_ACCESS, APP_ROLE_ASSIGNMENT, props) == []
+    failing = validate(rules.NO_DEFAULT_ACCESS, APP_ROLE_ASSIGNMENT,
+                       {**props, "appRoleId": rules.DEFAULT_ACCESS_ROLE_ID})
+    assert len(failing) == 1 and "Default Access" in failing[0]
+    # other resource types are not this policy's business
+    assert validate(rules.NO_DEFAULT_ACCESS, APPLICATION, {"appRoleId": rules.DEFAULT_ACCESS_ROLE_ID}) == []
+
+
+@pytest.mark.parametrize(("emails", "ok"), [(["ops@contoso.com"], True), ([], False), (None, False),
+                                            (["not-an-email"], False)])
+def test_notification_email_on_every_service_principal(emails: list[str] | None, ok: bool) -> None:
+    props = {k: v for k, v in SP_PROPS.items() if k != "notificationEmailAddresses"}
+    if emails is not None:
+        props["notificationEmailAddresses"] = emails
+    assert (validate(rules.NOTIFICATION_EMAIL, SERVICE_PRINCIPAL, props) == []) is ok
+
+
+@pytest.mark.parametrize("type_", [APPLICATION, SERVICE_PRINCIPAL])
+def test_at_least_one_owner(type_: str) -> None:
+    assert validate(rules.OWNERS, type_, {"displayName": "A", "owners": ["u"]}) == []
+    assert validate(rules.OWNERS, type_, {"displayName": "A", "owners": []}) != []
+    assert validate(rules.OWNERS, type_, {"displayName": "A"}) != []
+
+
+def test_secret_token_must_be_kept_secret_by_the_engine() -> None:
+    assert validate(rules.SECRET_TOKEN, SYNCHRONIZATION_SECRET, credentials(), secret_outputs=["credentials"]) == []
+    plain = validate(rules.SECRET_TOKEN, SYNCHRONIZATION_SECRET, credentials())
+    assert len(plain) == 1 and "additionalSecretOutputs" in plain[0]
+    missing = validate(rules.SECRET_TOKEN, SYNCHRONIZATION_SECRET, credentials(token=None),
+                       secret_outputs=["credentials"])
+    assert len(missing) == 1 and "no SecretToken" in missing[0]
+
+
+def test_deletion_threshold_on_the_component_and_on_entra_secret() -> None:
+    assert validate(rules.DELETION_THRESHOLD, ENTERPRISE_APP, COMPONENT_PROPS) == []
+    without = {k: v for k, v in COMPONENT_PROPS.items() if k != "deletionThreshold"}
+    assert validate(rules.DELETION_THRESHOLD, ENTERPRISE_APP, without) != []
+    assert validate(rules.DELETION_THRESHOLD, ENTERPRISE_APP, {**COMPONENT_PROPS, "deletionThreshold": -1}) != []
+    assert validate(rules.DELETION_THRESHOLD, SYNCHRONIZATION_SECRET, credentials()) == []
+    off = json.dumps({"Enabled": False, "DeleteThresholdEnabled": False})
+    assert validate(rules.DELETION_THRESHOLD, SYNCHRONIZATION_SECRET, credentials(settings_json=off)) != []
+    assert validate(rules.DELETION_THRESHOLD, SYNCHRONIZATION_SECRET, credentials(settings_json=None)) != []
+    no_value = json.dumps({"DeleteThresholdEnabled": True})
+    assert validate(rules.DELETION_THRESHOLD, SYNCHRONIZATION_SECRET, credentials(settings_json=no_value)) != []
+
+
+def test_matching_attributes_are_filterable() -> None:
+    assert validate(rules.MATCHING_FILTERABLE, ENTERPRISE_APP, COMPONENT_PROPS) == []
+    # SCIM attribute names are case-insensitive
+    assert validate(rules.MATCHING_FILTERABLE, ENTERPRISE_APP,
+                    {**COMPONENT_PROPS, "usersMatchingAttributes": ["USERNAME"]}) == []
+    work_email = 'emails[type eq "work"].value'
+    failing = validate(rules.MATCHING_FILTERABLE, ENTERPRISE_APP,
+                       {**COMPONENT_PROPS, "usersMatchingAttributes": ["userName", work_email]})
+    assert len(failing) == 1 and work_email in failing[0] and failing[0].startswith("users:")
+    widened = {**COMPONENT_PROPS, "usersMatchingAttributes": [work_email],
+               "filterableAttributes": ["userName", work_email]}
+    assert validate(rules.MATCHING_FILTERABLE, ENTERPRISE_APP, widened) == []
+    groups = validate(rules.MATCHING_FILTERABLE, ENTERPRISE_APP,
+                      {**COMPONENT_PROPS, "groupsMatchingAttributes": ["members"]})
+    assert len(groups) == 1 and groups[0].startswith("groups:")
+
+
+def _stack(scope: str, required: bool, assignments: int) -> list[Any]:
+    app = policy_resource(ENTERPRISE_APP, {**COMPONENT_PROPS, "scope": scope}, name="demo")
+    sp = policy_resource(SERVICE_PRINCIPAL, {**SP_PROPS, "appRoleAssignmentRequired": required}, name="demo-sp",
+                         parent=app)
+    children = [policy_resource(APP_ROLE_ASSIGNMENT, {"appRoleId": role_id("demo", "User")}, name=f"demo-a{i}",
+                                parent=app) for i in range(assignments)]
+    return [app, sp, *children]
+
+
+def run_stack(rule: rules.Rule, resources: list[Any]) -> list[tuple[str, str | None]]:
+    policy = BY_NAME[rule.name]
+    assert isinstance(policy, StackValidationPolicy)
+    reports = Reports()
+    policy.validate(stack_args(resources), reports)
+    return reports.messages
+
+
+def test_assignment_required_when_scope_is_assigned() -> None:
+    assert run_stack(rules.ASSIGNMENT_REQUIRED, _stack("assigned", True, 1)) == []
+    assert run_stack(rules.ASSIGNMENT_REQUIRED, _stack("all", False, 1)) == []
+    failing = run_stack(rules.ASSIGNMENT_REQUIRED, _stack("assigned", False, 1))
+    assert len(failing) == 1
+    message, where = failing[0]
+    assert "appRoleAssignmentRequired" in message
+    assert where == urn(SERVICE_PRINCIPAL, "demo-sp")  # the violation names the service principal
+
+
+def test_assigned_scope_without_assignments_is_advisory() -> None:
+    assert run_stack(rules.ASSIGNED_SCOPE_HAS_ASSIGNMENTS, _stack("assigned", True, 2)) == []
+    assert run_stack(rules.ASSIGNED_SCOPE_HAS_ASSIGNMENTS, _stack("all", False, 0)) == []
+    failing = run_stack(rules.ASSIGNED_SCOPE_HAS_ASSIGNMENTS, _stack("assigned", True, 0))
+    assert [where for _, where in failing] == [urn(ENTERPRISE_APP, "demo")]
+    assert BY_NAME[rules.ASSIGNED_SCOPE_HAS_ASSIGNMENTS.name].enforcement_level == EnforcementLevel.ADVISORY
+
+
+def test_unknown_values_are_not_mistaken_for_a_pass() -> None:
+    # During preview an unknown property raises; the analyzer turns that into "can't run during preview".
+    with pytest.raises(UnknownValueError):
+        validate(rules.NOTIFICATION_EMAIL, SERVICE_PRINCIPAL,
+                 {**SP_PROPS, "notificationEmailAddresses": UNKNOWN_ARRAY_VALUE})
+
+
+def _program_resources(loaded: Any, token: str | None = None) -> Tenant:
+    mocks = Tenant()
+    use_mocks(mocks, stack="dev")  # pulumi.runtime.set_mocks, with a fresh root stack and a live event loop
+
+    @pulumi.runtime.test
+    def program() -> None:
+        EnterpriseApp(loaded.manifest, scim_token=pulumi.Output.secret(token) if token else None)
+
+    program()
+    return mocks
+
+
+def _as_policy_resources(mocks: Tenant, **sp_overrides: Any) -> list[Any]:
+    """The registrations as the analyzer hands them to stack policies (children point at their component)."""
+    components: dict[str, Any] = {}
+    resources = []
+    for r in mocks.registrations:
+        props = {**r.inputs, **sp_overrides} if r.type == SERVICE_PRINCIPAL else r.inputs
+        resource = policy_resource(r.type, props, name=r.name, parent=components.get(r.parent or ""))
+        if r.type == ENTERPRISE_APP:
+            components[r.name] = resource
+        resources.append(resource)
+    return resources
+
+
+@pytest.mark.parametrize("variant", ["reconciler", "entra"])
+def test_the_pack_passes_the_programs_own_resources(variant: str) -> None:
+    mocks = _program_resources(atea_with(*ENTRA), "tok") if variant == "entra" else _program_resources(atea())
+    assert any(r.type == SYNCHRONIZATION_SECRET for r in mocks.registrations) is (variant == "entra")
+    for r in mocks.registrations:
+        parent = urn(ENTERPRISE_APP, r.parent) if r.parent else None
+        for policy in POLICIES:
+            if isinstance(policy, ResourceValidationPolicy):
+                reports = Reports()
+                policy.validate(resource_args(r.type, r.inputs, name=r.name, parent=parent,
+                                              secret_outputs=r.secret_outputs), reports)
+                assert not reports, (policy.name, r.name, reports.messages)
+    for policy in POLICIES:
+        if isinstance(policy, StackValidationPolicy):
+            reports = Reports()
+            policy.validate(stack_args(_as_policy_resources(mocks)), reports)
+            assert not reports, (policy.name, reports.messages)
+    # and the stack policy does look at the program's service principal:
+    reports = Reports()
+    BY_NAME[rules.ASSIGNMENT_REQUIRED.name].validate(
+        stack_args(_as_policy_resources(mocks, appRoleAssignmentRequired=False)), reports)
+    assert [where for _, where in reports.messages] == [urn(SERVICE_PRINCIPAL, "atea-sp")]
+
+
+def test_the_pack_module_builds_the_pack_from_these_policies() -> None:
+    source = (ROOT / "policies" / "__main__.py").read_text()
+    tree = ast.parse(source)
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert {"POLICIES", "PolicyPack"} <= imported
+    assert "virtualenv: ../.venv" in (ROOT / "policies" / "PulumiPolicy.yaml").read_text()
