@@ -25,6 +25,7 @@ from reconciler.directory.model import Directory, DirectoryGroup, DirectoryUser
 from reconciler.errors import DirectoryError
 from reconciler.expressions import Context, EvaluationError, compile_expression, to_json, to_text
 from reconciler.expressions.check import uses
+from reconciler.expressions.parse import Attribute, walk
 from reconciler.manifest.model import Manifest, Mapping
 from reconciler.scim.paths import CORE_GROUP, CORE_USER, ENTERPRISE_USER, TargetPath
 from reconciler.scope import passes
@@ -36,6 +37,7 @@ MULTI_VALUED_ATTRIBUTES = frozenset({"emails", "phoneNumbers", "ims", "photos", 
                                      "entitlements", "roles", "x509Certificates"})
 ADD_ONLY_FUNCTIONS = frozenset({"AppRoleAssignmentsComplex"})
 REDACTING_FUNCTIONS = frozenset({"Redact"})
+REFERENCE_ATTRIBUTES = frozenset({"manager"})
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class DesiredObject:
     redacted: tuple[str, ...] = ()          # target paths whose values plans and logs show as "[Redact]"
     add_only: tuple[str, ...] = ()          # target paths whose values are added, never removed (Entra's
                                             # AppRoleAssignmentsComplex: PATCH add only)
+    references: tuple[str, ...] = ()        # target paths holding directory object ids (the manager) that the
+                                            # reconciler resolves to target ids, as Entra does in a later PATCH
 
     def create_body(self) -> dict[str, Any]:
         """The POST body: ``resource`` with ``on_create`` merged in."""
@@ -239,6 +243,7 @@ class _Rule:
     create_only: bool
     redacted: bool
     add_only: bool
+    reference: bool
     value: Callable[[Callable[[str], Any], Callable[[Any], bool]], Any]
 
 
@@ -314,26 +319,30 @@ class _Engine:
             on_create=on_create, members=members,
             redacted=tuple(r.mapping.target for r in self.rules if r.redacted),
             add_only=tuple(r.mapping.target for r in self.rules if r.add_only),
+            references=tuple(r.mapping.target for r in self.rules if r.reference),
         )
 
 
 def _rule(mapping: Mapping, path: TargetPath) -> _Rule:
     create_only = mapping.apply == "onCreate"
-    redacted = add_only = False
     if mapping.expression is not None:
         expression = compile_expression(mapping.expression)
-        create_only = create_only or expression.create_only
-        redacted = uses(expression.tree, lambda f: f.name in REDACTING_FUNCTIONS)
-        add_only = uses(expression.tree, lambda f: f.name in ADD_ONLY_FUNCTIONS)
 
         def evaluate(lookup: Callable[[str], Any], taken: Callable[[Any], bool]) -> Any:
             return expression.evaluate(Context(attributes=lookup, taken=taken))
-        return _Rule(mapping, path, create_only, redacted, add_only, evaluate)
+        return _Rule(mapping, path, create_only or expression.create_only,
+                     redacted=uses(expression.tree, lambda f: f.name in REDACTING_FUNCTIONS),
+                     add_only=uses(expression.tree, lambda f: f.name in ADD_ONLY_FUNCTIONS),
+                     reference=any(isinstance(n, Attribute) and n.name in REFERENCE_ATTRIBUTES
+                                   for n in walk(expression.tree)),
+                     value=evaluate)
     if mapping.source is not None:
         source = mapping.source
-        return _Rule(mapping, path, create_only, False, False, lambda lookup, taken: lookup(source))
+        return _Rule(mapping, path, create_only, redacted=False, add_only=False,
+                     reference=source in REFERENCE_ATTRIBUTES, value=lambda lookup, taken: lookup(source))
     constant = mapping.constant
-    return _Rule(mapping, path, create_only, False, False, lambda lookup, taken: constant)
+    return _Rule(mapping, path, create_only, redacted=False, add_only=False, reference=False,
+                 value=lambda lookup, taken: constant)
 
 
 def _coerce(path: TargetPath, value: Any) -> Any:

@@ -29,7 +29,7 @@ from reconciler.manifest.model import Manifest
 from reconciler.match import LiveIndex, Match
 from reconciler.scim.live import LiveState
 from reconciler.scim.normalize import Change, SchemaIndex, diff_resource
-from reconciler.scim.paths import CORE_GROUP, CORE_USER
+from reconciler.scim.paths import CORE_GROUP, CORE_USER, PathError, parse_path
 
 PLAN_FORMAT = 1
 DESTRUCTIVE = frozenset({"disable", "delete"})
@@ -195,31 +195,88 @@ def _matching_paths(objects: Iterable[DesiredObject], gone: Iterable[Deprovision
 
 def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, schema: str,
                directory_ids: set[str], schemas: SchemaIndex) -> tuple[dict[str, str], set[str]]:
-    """Create, update or adopt each desired object; returns source id -> target id, and the target ids touched."""
+    """Create, update or adopt each desired object; returns source id -> target id, and the target ids touched.
+
+    Matching runs first for every object, so that references between them (a manager) resolve to target ids.
+    """
     targets: dict[str, str] = {}
     claimed: dict[str, str] = {}  # target id -> the source id that took it, so that two never share one
+    matched: list[tuple[DesiredObject, Match]] = []
     for obj in objects:
         found = _resolve(index.match(obj.source_id, obj.matching, schema), obj.source_id, directory_ids)
-        matching = [list(pair) for pair in obj.matching]
         if found.how == "ambiguous" or (found.live is not None and str(found.live.get("id")) in claimed):
             detail = found.detail or f"target object is matched by {claimed[str(found.live.get('id'))]} too"
             plan.steps.append(Step("conflict", obj.kind, obj.display, obj.source_id, reason=detail,
-                                   matching=matching))
+                                   matching=[list(pair) for pair in obj.matching]))
             continue
+        if found.live is not None:
+            targets[obj.source_id] = str(found.live.get("id"))
+            claimed[str(found.live.get("id"))] = obj.source_id
+        matched.append((obj, found))
+    for obj, found in matched:
+        matching = [list(pair) for pair in obj.matching]
         if found.live is None:
-            body = obj.create_body()
+            body = _with_references(obj.create_body(), obj.references, targets)
+            changes = [AttributeChange(p, None, v) for p, v in _flatten(body)]
             plan.steps.append(Step("create", obj.kind, obj.display, obj.source_id, body=body, matching=matching,
-                                   changes=[AttributeChange(p, None, v) for p, v in _flatten(body)]))
+                                   changes=_redact(changes, obj.redacted)))
             continue
-        target_id = str(found.live.get("id"))
-        targets[obj.source_id] = target_id
-        claimed[target_id] = obj.source_id
-        resource = {k: v for k, v in obj.resource.items() if k != "members"}
-        changes = diff_resource(resource, found.live, schemas)
+        resource = _with_references({k: v for k, v in obj.resource.items() if k != "members"}, obj.references,
+                                    targets)
+        changes = [c for c in diff_resource(resource, found.live, schemas) if not _removes(c, obj.add_only)]
         if found.how == "matched" or changes:
             action = "adopt" if found.how == "matched" else "update"
-            plan.steps.append(_patch_step(action, obj, target_id, changes, found.detail, matching))
+            step = _patch_step(action, obj, targets[obj.source_id], changes, found.detail, matching)
+            step.changes = _redact(step.changes, obj.redacted)
+            plan.steps.append(step)
     return targets, set(claimed)
+
+
+def _with_references(resource: dict[str, Any], references: Sequence[str], targets: Mapping[str, str]
+                     ) -> dict[str, Any]:
+    """``resource`` with directory ids at ``references`` (a manager) replaced by target ids, as ``{"value": id}``.
+
+    A reference to an object not in the target yet is left out this round; the next round sets it (as Entra
+    resolves references in a later PATCH).
+    """
+    if not references:
+        return resource
+    result = json.loads(json.dumps(resource))
+    for text in references:
+        path = parse_path(text)
+        container = result.get(path.schema, {}) if path.schema else result
+        if not isinstance(container, dict) or path.attribute not in container:
+            continue
+        value = container[path.attribute]
+        source_id = value.get("value") if isinstance(value, Mapping) else value
+        target_id = targets.get(str(source_id))
+        if target_id is None:
+            del container[path.attribute]
+        else:
+            container[path.attribute] = {"value": target_id}
+    return result
+
+
+def _attribute(text: str) -> tuple[str, str]:
+    """(extension URN or "", top attribute) of a SCIM path, lowercased: what a mapping writes, coarsely."""
+    try:
+        path = parse_path(text)
+    except PathError:
+        return "", text.split("[")[0].split(".")[0].lower()
+    return (path.schema or "").lower(), path.attribute.lower()
+
+
+def _removes(change: Change, add_only: Sequence[str]) -> bool:
+    """A removal from an attribute whose mapping only ever adds (Entra's AppRoleAssignmentsComplex)."""
+    return change.op == "remove" and _attribute(change.path) in {_attribute(p) for p in add_only}
+
+
+def _redact(changes: list[AttributeChange], redacted: Sequence[str]) -> list[AttributeChange]:
+    """Changes with the values of ``Redact``-ed mappings shown as "[Redact]", as Entra logs them (the whole
+    attribute is hidden, which may hide a little more than the mapping wrote, never less)."""
+    hidden = {_attribute(p) for p in redacted}
+    return [AttributeChange(c.path, None if c.old is None else "[Redact]", "[Redact]")
+            if _attribute(c.path) in hidden else c for c in changes]
 
 
 def _resolve(found: Match, source_id: str, directory_ids: set[str]) -> Match:

@@ -6,23 +6,27 @@ variable the manifest names), and the SCIM client.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, PlanExecutor, Progress, StepFailure
 from reconciler.desired import DesiredState, desired_state
-from reconciler.directory.model import Directory
-from reconciler.errors import DirectoryError, ReconcilerError, TargetError
+from reconciler.directory.source import directory_for
+from reconciler.errors import ReconcilerError, TargetError
 from reconciler.manifest import LoadedManifest
 from reconciler.plan import Plan, fingerprint, make_plan
 from reconciler.provlog import ProvisioningLog
 from reconciler.scim.client import ScimClient
-from reconciler.scim.live import LiveState, read_live
+from reconciler.scim.errors import TargetStatusError
+from reconciler.scim.live import LiveState, read_attributes, read_live
 from reconciler.scim.normalize import SchemaIndex
 
 MAX_ROUNDS = 5
+# After a round, re-read only the objects it wrote when they are at most max(TARGETED_MIN, live / TARGETED_SHARE).
+TARGETED_MIN = 200
+TARGETED_SHARE = 10
 
 
 @dataclass
@@ -68,23 +72,6 @@ def read_token(loaded: LoadedManifest) -> str:
     return token
 
 
-def load_directory(loaded: LoadedManifest, override: str | None) -> Directory:
-    """The ``--directory`` snapshot, else the manifest's ``provisioning.directory.snapshot``, else Graph."""
-    from reconciler.directory.snapshot import load_snapshot
-
-    if override:
-        return load_snapshot(override)
-    snapshot = loaded.manifest.provisioning.directory.snapshot
-    if snapshot:
-        return load_snapshot(Path(loaded.file).parent / snapshot)
-    try:
-        from reconciler.directory.graph import read_graph_directory
-    except ImportError:
-        raise DirectoryError(f"{loaded.file}: no directory snapshot given (--directory FILE or "
-                             "provisioning.directory.snapshot), and the Graph reader is not available") from None
-    return read_graph_directory(loaded.manifest)
-
-
 class AppRun:
     """The state of one app's run: its manifest, desired state, and an open client to its target."""
 
@@ -109,7 +96,8 @@ class AppRun:
         return TargetError(f"{self.manifest.name} ({self.url}): {error}")
 
     async def prepare(self) -> None:
-        directory = load_directory(self.loaded, self.options.directory)
+        # Graph is read with its own event loop; a thread keeps it off this one.
+        directory = await asyncio.to_thread(directory_for, self.loaded, self.options.directory)
         self.desired = desired_state(self.manifest, directory)
         try:
             capabilities = await self.client.discover()
@@ -118,15 +106,53 @@ class AppRun:
         if capabilities.schemas:
             self.schemas = SchemaIndex.from_schemas(capabilities.schemas)
 
-    async def read(self) -> LiveState:
+    def _paths(self) -> tuple[list[str], list[str]]:
         provisioning = self.manifest.provisioning
-        user_paths = [m.target for m in provisioning.users.mappings]
+        user_paths = [*(m.target for m in provisioning.users.mappings), "active"]
         group_paths = [m.target for m in provisioning.groups.mappings if m.target != "members"]
+        return user_paths, group_paths
+
+    async def read(self) -> LiveState:
+        user_paths, group_paths = self._paths()
         try:
-            return await read_live(self.client, user_attributes=[*user_paths, "active"],
-                                   group_attributes=group_paths, groups=provisioning.groups.enabled)
+            return await read_live(self.client, user_attributes=user_paths, group_attributes=group_paths,
+                                   groups=self.manifest.provisioning.groups.enabled)
         except TargetError as error:
             raise self._named(error) from None
+
+    async def reread(self, live: LiveState, plan: Plan, report: ApplyReport) -> LiveState:
+        """The live state after a round: the objects the round wrote, fetched by id, when that is certain and
+        cheaper than a full read; else a full paged read.
+
+        Certain means every write's outcome is known (no failures, so no lost answers) and every written object
+        has a known id; untouched objects were read moments ago and are not read again.
+        """
+        touched = {(s.kind, s.target_id or report.created.get(s.source_id or "")) for s in plan.steps if s.writes}
+        total = len(live.users) + len(live.groups)
+        if report.failures or any(rid is None for _, rid in touched) or len(touched) > max(
+                TARGETED_MIN, total // TARGETED_SHARE):
+            return await self.read()
+        user_paths, group_paths = self._paths()
+        attributes = {"User": read_attributes(user_paths),
+                      "Group": read_attributes(group_paths, always=("externalId", "displayName", "members"))}
+        state = LiveState(users=dict(live.users), groups=dict(live.groups))
+        limit = asyncio.Semaphore(self.options.concurrency)
+
+        async def fetch(kind: str, rid: str) -> None:
+            store = state.users if kind == "User" else state.groups
+            async with limit:
+                try:
+                    store[rid] = await self.client.get(kind, rid, attributes=attributes[kind])
+                except TargetStatusError as error:
+                    if error.status != 404:
+                        raise
+                    store.pop(rid, None)
+
+        try:
+            await asyncio.gather(*(fetch(kind, str(rid)) for kind, rid in touched))
+        except TargetError as error:
+            raise self._named(error) from None
+        return state
 
     def plan_for(self, live: LiveState) -> Plan:
         assert self.desired is not None, "prepare() first"
@@ -168,8 +194,10 @@ class AppRun:
                     on_round(round_number, plan)
                 executor = PlanExecutor(self.client, plan, concurrency=self.options.concurrency, log=log,
                                         progress=progress, bulk=self.options.bulk)
-                result.rounds.append(await executor.run())
-                plan = self.plan_for(await self.read())
+                report = await executor.run()
+                result.rounds.append(report)
+                live = await self.reread(live, plan, report)
+                plan = self.plan_for(live)
                 if reviewed is not None:
                     plan.steps = [s for s in plan.steps if s.key in reviewed]
                 result.final = plan

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pulumi
 from pulumi_policy import (
     PolicyCustomTimeouts,
     PolicyResource,
@@ -117,7 +116,3 @@ class Reports:
 
     def __bool__(self) -> bool:
         return bool(self.messages)
-
-
-def await_all(*outputs: pulumi.Output[Any]) -> pulumi.Output[list[Any]]:
-    return pulumi.Output.all(*outputs)

@@ -153,6 +153,16 @@ def test_filtered_paths_build_typed_elements() -> None:
     assert state.users[0].add_only == ("roles",)
 
 
+def test_manager_is_a_reference_to_resolve() -> None:
+    loaded = manifest(MAPPINGS + """\
+    - {target: 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager', source: manager}
+""", "- {user: a@contoso.com, role: User}\n")
+    state = desired_state(loaded.manifest, directory(user("a", "a@contoso.com", manager={"id": "boss"})))
+    a = state.users[0]
+    assert a.resource[ENTERPRISE_USER] == {"manager": "boss"}  # a directory id: the planner maps it to a target id
+    assert a.references == ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",)
+
+
 def test_primary_role_element_is_a_boolean_filter() -> None:
     loaded = manifest(MAPPINGS + """\
     - {target: 'roles[primary eq "True"].value', expression: 'SingleAppRoleAssignment([appRoleAssignments])'}

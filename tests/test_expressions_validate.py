@@ -124,6 +124,18 @@ def test_eval_computes_roles_and_soft_delete_from_a_manifest(capsys: pytest.Capt
     assert json.loads(capsys.readouterr().out) == "True"  # not assigned to Atea
 
 
+def test_eval_reads_the_manifests_directory_without_directory(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "[department]", "--user", "pradeep.gupta@contoso.com", "--manifest", ATEA]) == 0
+    assert json.loads(capsys.readouterr().out) == "Contractors"
+
+
+def test_multi_line_expressions_report_the_line_inside_the_expression() -> None:
+    block = '    - target: displayName\n      expression: |-\n        Join(" ",\n          [givenNam])\n'
+    problems = [str(p) for p in mapping_problems(manifest(USERS + block))]
+    assert problems == ["test.yaml:17:21: provisioning.users.mappings[1].expression: (expression line 2, column 3) "
+                        "unknown source attribute 'givenNam' (did you mean 'givenName'? names are case-sensitive)"]
+
+
 def test_eval_warns_about_unknown_attributes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", 'Coalesce([Mail], "x")']) == 0
     out, err = capsys.readouterr()
@@ -135,7 +147,8 @@ def test_eval_warns_about_unknown_attributes(capsys: pytest.CaptureFixture[str])
 @pytest.mark.parametrize(("args", "message"), [
     (["Join(\" \", \"a"], "expression, column 11: unclosed string"),
     (["Foo()"], "expression, column 1: unknown function 'Foo'"),
-    (["[mail]", "--user", "x@contoso.com"], "--user and --group need --directory"),
+    (["[mail]", "--user", "x@contoso.com"], "--user and --group need --directory FILE (a directory snapshot) or "
+                                            "--manifest"),
     (["[mail]", "--user", "nobody@contoso.com", "--directory", SAMPLE], "no user 'nobody"),
     (["CDate(\"soon\")"], "CDate's expression 'soon' is not a date"),
 ])

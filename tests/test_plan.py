@@ -87,3 +87,29 @@ def test_guard_and_round_trip_through_json() -> None:
     again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again.to_dict() == plan.to_dict()
     assert again.summary()["disable"] == 60
+
+
+def test_manager_reference_resolves_to_the_target_id_or_waits_for_the_next_round() -> None:
+    ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    boss = desired(ID_B, "boss@contoso.com")
+    report = DesiredObject("User", ID_A, "a@contoso.com", (("userName", "a@contoso.com"),),
+                           {"schemas": CORE, "userName": "a@contoso.com", "externalId": ID_A, ext: {"manager": ID_B}},
+                           {}, references=(f"{ext}:manager",))
+    first = plan_for((boss, report), live())
+    body = next(s.body for s in first.steps if s.display == "a@contoso.com")
+    assert body is not None and body.get(ext, {}) == {}  # the boss has no target id yet: next round
+    second = plan_for((boss, report), live({"id": "t-boss", "userName": "boss@contoso.com", "externalId": ID_B,
+                                            "active": True}))
+    body = next(s.body for s in second.steps if s.display == "a@contoso.com")
+    assert body is not None and body[ext] == {"manager": {"value": "t-boss"}}
+
+
+def test_redacted_values_never_reach_the_plan_display_and_add_only_never_removes() -> None:
+    obj = DesiredObject("User", ID_A, "a@contoso.com", (("userName", "a@contoso.com"),),
+                        {"schemas": CORE, "userName": "a@contoso.com", "externalId": ID_A, "title": "s3cret",
+                         "roles": [{"value": "User"}]}, {}, redacted=("title",), add_only=("roles",))
+    state = live({"id": "t1", "userName": "a@contoso.com", "externalId": ID_A, "title": "old",
+                  "roles": [{"value": "User"}, {"value": "Admin"}]})
+    [step] = plan_for((obj,), state).steps
+    assert [(c.path, c.old, c.new) for c in step.changes] == [("title", "[Redact]", "[Redact]")]
+    assert step.operations == [{"op": "replace", "path": "title", "value": "s3cret"}]

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     who.add_argument("--user", metavar="UPN_OR_ID", help="evaluate for this user of the directory")
     who.add_argument("--group", metavar="NAME_OR_ID", help="evaluate for this group of the directory")
     parser.add_argument("--manifest", metavar="FILE",
-                        help="compute IsSoftDeleted and appRoleAssignments from this manifest's scope")
+                        help="compute IsSoftDeleted and appRoleAssignments from this manifest's scope (and read "
+                             "its directory when --directory is not given)")
     parser.set_defaults(handler=run)
 
 
@@ -52,22 +53,25 @@ def _attributes(args: argparse.Namespace):
         if args.manifest:
             raise ReconcilerError("eval: --manifest needs --user")
         return lambda name: None
-    if not args.directory:
-        raise ReconcilerError("eval: --user and --group need --directory FILE (a directory snapshot)")
     from reconciler.desired import user_attributes
-    from reconciler.directory import load_snapshot
+    from reconciler.directory import directory_for, load_snapshot
     from reconciler.manifest import load_manifest
 
-    directory = load_snapshot(args.directory)
+    loaded = load_manifest(args.manifest) if args.manifest else None
+    if args.directory:
+        directory = load_snapshot(args.directory)
+    elif loaded is not None:
+        directory = directory_for(loaded, None)
+    else:
+        raise ReconcilerError("eval: --user and --group need --directory FILE (a directory snapshot) or --manifest")
     if args.group:
         groups = directory.find_groups(args.group)
         if len(groups) != 1:
             found = "no group" if not groups else f"{len(groups)} groups"
-            raise ReconcilerError(f"eval: {found} named {args.group!r} in {args.directory}; use the object id")
+            raise ReconcilerError(f"eval: {found} named {args.group!r} in {directory.source}; use the object id")
         group = groups[0]
         return lambda name: False if name == "IsSoftDeleted" else group.get(name)
     user = directory.find_user(args.user)
     if user is None:
-        raise ReconcilerError(f"eval: no user {args.user!r} (user principal name or object id) in {args.directory}")
-    manifest = load_manifest(args.manifest).manifest if args.manifest else None
-    return user_attributes(manifest, directory, user)
+        raise ReconcilerError(f"eval: no user {args.user!r} (user principal name or object id) in {directory.source}")
+    return user_attributes(loaded.manifest if loaded else None, directory, user)

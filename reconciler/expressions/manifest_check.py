@@ -65,13 +65,23 @@ def _expression(loaded: LoadedManifest, loc: Loc, mapping: Mapping, names: froze
     try:
         tree = parse(text)
     except ExpressionSyntaxError as error:
-        yield loaded.problem(loc, error.message, offset=error.offset)
+        yield _at(loaded, loc, text, error.offset, error.message)
         return
     for finding in check_tree(tree, names):
-        yield loaded.problem(loc, finding.message, offset=finding.offset)
+        yield _at(loaded, loc, text, finding.offset, finding.message)
     if mapping.matching is not None and uses(tree, lambda f: not f.deterministic or f.create_only):
         yield loaded.problem(loc, "a matching attribute cannot use Guid, Now, RandomString or SelectUniqueValue "
                                   "(its value must be the same on every run)")
     if scope == "all" and uses(tree, lambda f: f.name in ROLE_FUNCTIONS):
         yield loaded.problem(loc, "app role functions need 'scope: assigned' (Entra does not support them with "
                                   "Sync all: unassigned users have no roles)")
+
+
+def _at(loaded: LoadedManifest, loc: Loc, text: str, offset: int, message: str) -> Problem:
+    """A problem at ``offset`` inside a one-line expression; a multi-line one is reported at its start, with the
+    line and column inside the expression in the message (YAML folding makes file columns unreliable there)."""
+    if "\n" not in text:
+        return loaded.problem(loc, message, offset=offset)
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return loaded.problem(loc, f"(expression line {line}, column {column}) {message}")
