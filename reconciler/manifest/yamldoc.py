@@ -78,6 +78,8 @@ def _compose(path: str, text: str, source: SourceMap) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        if "unexpected ':'" in message:
+            message += " (quote a value that holds ':' inside {...}, e.g. url: 'https://...')"
         return Document(None, source, [Problem(path, line, column, f"YAML syntax error: {message}")])
     except YAMLError as exc:
         return Document(None, source, [Problem(path, 1, 1, f"YAML error: {str(exc).splitlines()[0]}")])
