@@ -156,7 +156,7 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
     users = LiveIndex(live.users.values(), _matching_paths(desired.users, desired.deprovision, "User"), index)
     user_targets, touched_users = _plan_kind(plan, desired.users, users, CORE_USER, directory_ids, index)
     touched_users |= _plan_deprovision(plan, [d for d in desired.deprovision if d.kind == "User"], users,
-                                       CORE_USER, directory_ids)
+                                       CORE_USER)
 
     plan.targets.update(user_targets)
     groups_enabled = provisioning.groups.enabled
@@ -165,7 +165,7 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
         groups = LiveIndex(live.groups.values(), _matching_paths(desired.groups, desired.deprovision, "Group"), index)
         group_targets, touched_groups = _plan_kind(plan, desired.groups, groups, CORE_GROUP, directory_ids, index)
         touched_groups |= _plan_deprovision(plan, [d for d in desired.deprovision if d.kind == "Group"], groups,
-                                            CORE_GROUP, directory_ids)
+                                            CORE_GROUP)
         plan.targets.update(group_targets)
         managed_targets = {**user_targets, **group_targets}
         _plan_members(plan, desired.groups, groups, managed_targets, set(user_targets.values()) | set(
@@ -297,28 +297,40 @@ def _patch_step(action: str, obj: DesiredObject, target_id: str, changes: list[C
                 changes=[AttributeChange(c.path, c.old, c.new) for c in changes])
 
 
-def _plan_deprovision(plan: Plan, gone: Sequence[Deprovision], index: LiveIndex, schema: str,
-                      directory_ids: set[str]) -> set[str]:
+def _plan_deprovision(plan: Plan, gone: Sequence[Deprovision], index: LiveIndex, schema: str) -> set[str]:
+    """Disable or delete the live objects this app provisioned (or adopted) for directory objects now out of scope.
+
+    Only owned objects (``externalId`` = the directory id) are deprovisioned: an object that merely matches an
+    out-of-scope directory object on a matching attribute was never provisioned by this app, and Entra leaves
+    such objects alone too. The plan counts them in a note.
+    """
     touched: set[str] = set()
+    not_ours = 0
     for item in gone:
-        found = _resolve(index.match(item.source_id, item.matching, schema), item.source_id, directory_ids)
-        if found.how == "ambiguous":
-            plan.steps.append(Step("conflict", item.kind, item.display, item.source_id, reason=found.detail))
+        owned = index.owned_by(item.source_id)
+        if len(owned) > 1:
+            ids = ", ".join(sorted(str(o.get("id")) for o in owned))
+            plan.steps.append(Step("conflict", item.kind, item.display, item.source_id,
+                                   reason=f"{len(owned)} target objects carry externalId {item.source_id!r} ({ids})"))
             continue
-        if found.live is None:
+        if not owned:
+            not_ours += index.match(item.source_id, item.matching, schema).how == "matched"
             continue
-        target_id = str(found.live.get("id"))
+        live = owned[0]
+        target_id = str(live.get("id"))
         touched.add(target_id)
-        reason = f"{item.reason}" + (f"; matched by {found.detail}" if found.how == "matched" else "")
         if plan.deprovision == "delete" or item.kind == "Group":
             if item.kind == "Group" and plan.deprovision == "disable":
                 continue  # groups have no 'active'; with deprovision: disable they are left in place
-            plan.steps.append(Step("delete", item.kind, item.display, item.source_id, target_id, reason=reason))
-        elif _is_active(found.live.get("active")):
+            plan.steps.append(Step("delete", item.kind, item.display, item.source_id, target_id, reason=item.reason))
+        elif _is_active(live.get("active")):
             operation = {"op": "replace", "path": "active", "value": False}
-            plan.steps.append(Step("disable", item.kind, item.display, item.source_id, target_id, reason=reason,
-                                   operations=[operation],
-                                   changes=[AttributeChange("active", found.live.get("active"), False)]))
+            plan.steps.append(Step("disable", item.kind, item.display, item.source_id, target_id,
+                                   reason=item.reason, operations=[operation],
+                                   changes=[AttributeChange("active", live.get("active"), False)]))
+    if not_ours:
+        plan.notes.append(f"{not_ours} target object(s) match out-of-scope directory objects but were not "
+                          "provisioned by this app (no externalId of theirs): left alone")
     return touched
 
 

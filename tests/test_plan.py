@@ -66,14 +66,19 @@ def test_two_live_objects_with_one_user_name_are_a_conflict_never_a_write() -> N
     assert step.action == "conflict" and not plan.has_writes
 
 
-def test_deprovision_touches_only_matched_or_owned_objects() -> None:
+def test_deprovision_touches_only_objects_this_app_provisioned() -> None:
     gone = (Deprovision("User", ID_B, "b@contoso.com", (("userName", "b@contoso.com"),), "unassigned"),)
-    state = live({"id": "t1", "userName": "b@contoso.com", "active": True},
-                 {"id": "t2", "userName": "stranger@contoso.com", "active": True, "externalId": "not-ours"})
-    plan = plan_for((), state, gone)
-    assert [(s.action, s.target_id) for s in plan.steps] == [("disable", "t1")]
+    matched_only = live({"id": "t1", "userName": "b@contoso.com", "active": True},
+                        {"id": "t2", "userName": "stranger@contoso.com", "active": True, "externalId": "not-ours"})
+    plan = plan_for((), matched_only, gone)
+    assert plan.empty  # b@ was never provisioned by this app: left alone, and said so
+    assert any("were not provisioned by this app" in n for n in plan.notes)
     assert any("externalId that names no object" in n for n in plan.notes)
-    already = plan_for((), live({"id": "t1", "userName": "b@contoso.com", "active": "False"}), gone)
+    owned = live({"id": "t1", "userName": "b@contoso.com", "active": True, "externalId": ID_B})
+    assert [(s.action, s.target_id, s.reason) for s in plan_for((), owned, gone).steps] == [
+        ("disable", "t1", "unassigned")]
+    already = plan_for((), live({"id": "t1", "userName": "b@contoso.com", "externalId": ID_B, "active": "False"}),
+                       gone)
     assert already.empty  # a string "False" from the server already means disabled
 
 

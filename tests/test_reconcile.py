@@ -99,11 +99,17 @@ def test_unmanaged_objects_are_never_touched(url: str, tmp_path: Path, monkeypat
     foreign = post(url, "Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
                                   "userName": "svc-backup@contoso.com", "active": True,
                                   "externalId": "9be6c9d1-0000-0000-0000-000000000000"})
+    # A directory user who is not assigned to Atea, with an account someone created by hand: matched by
+    # userName, but never provisioned by this app, so never deleted by it.
+    by_hand = post(url, "Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                  "userName": "grady.archie@contoso.com", "active": True})
     result = converge(atea(**{"deprovision: disable": "deprovision: delete"}), url, directory(tmp_path), monkeypatch)
     assert result.converged
-    kept = by_username(url)["svc-backup@contoso.com"]
+    users = by_username(url)
+    kept = users["svc-backup@contoso.com"]
     assert kept["active"] is True and kept["meta"]["version"] == foreign["meta"]["version"]
-    assert result.final.unmanaged["User"] == 1
+    assert users["grady.archie@contoso.com"]["meta"]["version"] == by_hand["meta"]["version"]
+    assert result.final.unmanaged["User"] == 2
 
 
 @pytest.mark.parametrize("mode", ["disable", "delete"])
