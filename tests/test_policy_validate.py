@@ -11,28 +11,9 @@ import pytest
 from reconciler.errors import Problem
 from reconciler.validate import validate_paths
 from tests.azure_helpers import ROOT
+from tests.manifest_samples import BASE_LINES
 
-LINES = [
-    "apiVersion: reconciler/v1",                                          # 1
-    "kind: EnterpriseApp",                                                # 2
-    "name: demo",                                                         # 3
-    "displayName: Demo",                                                  # 4
-    "notificationEmail: ops@contoso.com",                                 # 5
-    "owners: [ops@contoso.com]",                                          # 6
-    "roles:",                                                             # 7
-    "  - {value: User, displayName: User}",                               # 8
-    "assignments:",                                                       # 9
-    "  - {group: Demo Users, role: User}",                                # 10
-    "provisioning:",                                                      # 11
-    "  target:",                                                          # 12
-    "    url: https://scim.example.com/v2",                               # 13
-    "    tokenEnv: DEMO_TOKEN",                                           # 14
-    "  deletionThreshold: 10",                                            # 15
-    "  users:",                                                           # 16
-    "    mappings:",                                                      # 17
-    "      - {target: userName, source: userPrincipalName, matching: 1}",  # 18
-    "      - {target: externalId, source: objectId}",                     # 19
-]
+LINES = BASE_LINES
 
 
 def manifest(tmp_path: Path, changes: dict[int, str | None] | None = None, extra: list[str] | None = None) -> Path:
