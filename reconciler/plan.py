@@ -18,6 +18,7 @@ saved as JSON, reviewed, and applied later. The safe defaults, in the words of t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -85,6 +86,12 @@ class Step:
     @property
     def writes(self) -> bool:
         return self.action != "conflict"
+
+    def shown_changes(self) -> list[AttributeChange]:
+        """The per-attribute changes to show: a create's come from its body unless the plan kept them."""
+        if self.changes or self.action != "create" or not self.body:
+            return self.changes
+        return _new_attributes(self.body)
 
 
 @dataclass
@@ -217,9 +224,10 @@ def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, s
         matching = [list(pair) for pair in obj.matching]
         if found.live is None:
             body = _with_references(obj.create_body(), obj.references, targets)
-            changes = [AttributeChange(p, None, v) for p, v in _flatten(body)]
+            # A create's attribute list is derived from its body when shown; kept only when values are hidden.
+            changes = _redact(_new_attributes(body), obj.redacted) if obj.redacted else []
             plan.steps.append(Step("create", obj.kind, obj.display, obj.source_id, body=body, matching=matching,
-                                   changes=_redact(changes, obj.redacted)))
+                                   changes=changes))
             continue
         resource = _with_references({k: v for k, v in obj.resource.items() if k != "members"}, obj.references,
                                     targets)
@@ -257,6 +265,7 @@ def _with_references(resource: dict[str, Any], references: Sequence[str], target
     return result
 
 
+@functools.lru_cache(maxsize=4096)
 def _attribute(text: str) -> tuple[str, str]:
     """(extension URN or "", top attribute) of a SCIM path, lowercased: what a mapping writes, coarsely."""
     try:
@@ -274,6 +283,8 @@ def _removes(change: Change, add_only: Sequence[str]) -> bool:
 def _redact(changes: list[AttributeChange], redacted: Sequence[str]) -> list[AttributeChange]:
     """Changes with the values of ``Redact``-ed mappings shown as "[Redact]", as Entra logs them (the whole
     attribute is hidden, which may hide a little more than the mapping wrote, never less)."""
+    if not redacted:
+        return changes
     hidden = {_attribute(p) for p in redacted}
     return [AttributeChange(c.path, None if c.old is None else "[Redact]", "[Redact]")
             if _attribute(c.path) in hidden else c for c in changes]
@@ -372,6 +383,10 @@ def _plan_members(plan: Plan, groups: Sequence[DesiredObject], index: LiveIndex,
             steps[group.source_id] = step
         step.members_add = sorted(add)
         step.members_remove = remove
+
+
+def _new_attributes(body: Mapping[str, Any]) -> list[AttributeChange]:
+    return [AttributeChange(path, None, value) for path, value in _flatten(body)]
 
 
 def _flatten(resource: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -33,7 +33,7 @@ class ProvisioningLog:
 
     def record(self, step: Step, *, status: str, target_id: str | None = None, duration_ms: int = 0,
                error: str | None = None) -> dict[str, Any]:
-        modified = [{"displayName": c.path, "oldValue": c.old, "newValue": c.new} for c in step.changes]
+        modified = [{"displayName": c.path, "oldValue": c.old, "newValue": c.new} for c in step.shown_changes()]
         if step.members_add or step.members_remove:
             modified.append({"displayName": "members", "oldValue": None,
                              "newValue": {"add": step.members_add, "remove": step.members_remove}})

@@ -40,12 +40,13 @@ def step_rows(step: Step, *, detailed: bool = False) -> Iterator[Row]:
     if step.action in ("delete", "conflict") or (step.action == "disable" and not step.changes):
         yield Row(verb, step.kind, step.display, "", "", step.reason)
         return
+    changes = step.shown_changes()
     if step.action == "create" and not detailed:
         members = f", {len(step.members_add)} member(s)" if step.members_add else ""
-        yield Row(verb, step.kind, step.display, f"{len(step.changes)} attribute(s){members}", "-", "(new)")
+        yield Row(verb, step.kind, step.display, f"{len(changes)} attribute(s){members}", "-", "(new)")
         return
     emitted = False
-    for change in step.changes:
+    for change in changes:
         yield Row(verb, step.kind, step.display, change.path, show(change.old), show(change.new))
         emitted = True
     if step.members_add:

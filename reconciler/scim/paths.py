@@ -10,6 +10,7 @@ Accepted forms, the ones Entra's mappings use:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class TargetPath:
         return self.schema or self.attribute
 
 
+@functools.lru_cache(maxsize=4096)  # mappings name few paths, and every object is matched and diffed on them
 def parse_path(text: str) -> TargetPath:
     """Parse a SCIM attribute path, or raise :class:`PathError` naming what is wrong and where."""
     if not text or text != text.strip():
