@@ -25,6 +25,7 @@ lint: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/reconciler schema > manifest.schema.json
+	$(BIN)/python -m reconciler.reference
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -25,6 +25,8 @@ COMMANDS = (
     "declared",
     "eval",
     "export_directory",
+    "preview",
+    "reconcile",
 )
 
 

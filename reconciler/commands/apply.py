@@ -9,6 +9,7 @@ from pathlib import Path
 
 from reconciler.commands.common import add_target_flags, load_valid, options_from, run_async
 from reconciler.errors import ReconcilerError
+from reconciler.lock import DEFAULT_WAIT, target_lock
 from reconciler.plan import Plan
 from reconciler.progress import progress_reporter
 from reconciler.report import render_text
@@ -24,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="apply even when disables/deletes exceed the manifest's deletionThreshold")
     parser.add_argument("--concurrency", type=int, metavar="N", help="concurrent writes per target (default 8)")
     parser.add_argument("--log", metavar="FILE", help="append the provisioning log (JSON lines) to FILE")
+    parser.add_argument("--lock-wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
+                        help="wait this long for another apply to the same target to end, then fail "
+                             f"(default {DEFAULT_WAIT:g})")
     parser.set_defaults(handler=run)
 
 
@@ -45,7 +49,8 @@ async def apply_all(args: argparse.Namespace) -> list[RunResult]:
         if args.plan and loaded.manifest.name not in saved:
             raise ReconcilerError(f"{args.plan}: has no plan for app {loaded.manifest.name!r}")
         async with AppRun(loaded, options) as app:
-            with progress_reporter(loaded.manifest.name) as report:
+            with target_lock(app.url, wait=args.lock_wait, command=f"apply {loaded.manifest.name}"), \
+                    progress_reporter(loaded.manifest.name) as report:
                 def announce(number: int, plan: Plan, report=report) -> None:
                     if number == 1:
                         sys.stdout.write(render_text([plan], color=sys.stdout.isatty()))

@@ -1,0 +1,233 @@
+"""The reconcile loop: converge every app, sleep a jittered interval, repeat, until SIGTERM.
+
+Like Flux's ``interval``, each cycle re-applies the desired state, so drift in a target is corrected within about
+one interval. The loop's safe defaults:
+
+- **Stops between requests.** A stop request (SIGTERM, SIGINT) ends the sleep at once; during a cycle no new SCIM
+  request is started, the requests in flight are answered, and the loop exits 0. A write cut short is safe to
+  redo: the next run converges without duplicates.
+- **Backs off like Entra's quarantine.** An app whose cycle fails (unreachable target, rejected token, the deletion
+  guard, not converged) is retried after ``interval x 2^(failures-1)``, capped at 24 hours, which is where Entra's
+  provisioning quarantine ends up (once a day). The first clean cycle ends it. Other apps keep their interval.
+- **One writer per target.** Each app's cycle holds the target's lock (:mod:`reconciler.lock`), so an ``apply``
+  on the same machine waits for it, and it for the apply.
+- **One line per cycle** on stdout, for a log collector; nothing in it can hold a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.errors import ReconcilerError
+from reconciler.lock import DEFAULT_WAIT, target_lock
+from reconciler.manifest import LoadedManifest
+from reconciler.preview.mask import scrub_secrets, secret_values
+from reconciler.run import AppRun, RunOptions, RunResult
+
+MAX_BACKOFF = 24 * 3600.0  # Entra's quarantine settles at one attempt a day
+DRAIN = 30.0               # how long a stop waits for requests in flight
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class Stopping(Exception):
+    """Raised before a SCIM request once a stop was requested; never reaches the user."""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``30s``, ``5m``, ``1h30m``, ``250ms``, ``1d`` (Go's and Flux's notation)."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        seconds = float(value)
+    else:
+        parts = _DURATION.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise ReconcilerError(f"duration {text!r}: expected e.g. 30s, 5m, 1h30m")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ReconcilerError(f"duration {text!r}: must be more than zero")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s" if seconds >= 1 else f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+
+
+@dataclass
+class LoopOptions:
+    interval: float
+    jitter: float = 0.1                 # +-10% of the interval
+    max_cycles: int | None = None
+    max_backoff: float = MAX_BACKOFF
+    lock_wait: float = DEFAULT_WAIT
+    run: RunOptions = field(default_factory=RunOptions)
+
+
+@dataclass
+class AppState:
+    failures: int = 0
+    due: float = 0.0  # monotonic time of the next attempt
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    text: str
+
+
+def backoff(interval: float, failures: int, cap: float) -> float:
+    """The wait before the next attempt after ``failures`` consecutive failures (1: the plain interval)."""
+    return min(cap, interval * 2 ** max(0, failures - 1))
+
+
+def _gate(app: AppRun, stop: threading.Event) -> None:
+    """Refuse new requests once a stop was requested (an httpx request hook; requests in flight finish)."""
+
+    async def check(request: Any) -> None:
+        if stop.is_set():
+            raise Stopping
+
+    http = app.client._http
+    hooks = http.event_hooks
+    hooks["request"] = [*hooks.get("request", []), check]
+    http.event_hooks = hooks
+
+
+async def _drain() -> None:
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(others, timeout=DRAIN)
+
+
+def describe(result: RunResult) -> str:
+    done: dict[str, int] = {}
+    for report in result.rounds:
+        for action, count in report.done.items():
+            done[action] = done.get(action, 0) + count
+    what = ", ".join(f"{n} {a}" for a, n in sorted(done.items())) or "no changes"
+    if result.converged:
+        return f"{what}; converged ({result.writes} write(s))"
+    pending = len(result.final.steps)
+    failed = f", {len(result.failures)} failed" if result.failures else ""
+    return f"{what}; NOT converged ({pending} pending{failed})"
+
+
+async def converge_once(loaded: LoadedManifest, options: LoopOptions, stop: threading.Event) -> Outcome:
+    """One app's cycle under its target's lock."""
+    name = loaded.manifest.name
+    async with AppRun(loaded, options.run) as app:
+        _gate(app, stop)
+        with target_lock(app.url, wait=options.lock_wait, command=f"reconcile {name}"):
+            try:
+                result = await app.converge()
+            except Stopping:
+                await _drain()
+                raise
+    return Outcome(result.converged, describe(result))
+
+
+class ReconcileLoop:
+    """Runs cycles until ``stop`` is set or ``max_cycles`` passed; ``emit`` receives one line per cycle.
+
+    ``clock``, ``rand`` and ``sleep`` are injectable so that tests can run the schedule without waiting.
+    """
+
+    def __init__(self, manifests: Sequence[LoadedManifest], options: LoopOptions, *, stop: threading.Event,
+                 emit: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
+                 rand: Callable[[], float] = random.random, sleep: Callable[[float], Any] | None = None) -> None:
+        self.manifests = list(manifests)
+        self.options = options
+        self.stop = stop
+        self.emit = emit
+        self.clock = clock
+        self.rand = rand
+        self.sleep = sleep or self.stop.wait  # returns early when a stop is requested
+        self.state = {m.manifest.name: AppState() for m in self.manifests}
+        self.secrets = secret_values({m.manifest.provisioning.target.token_env for m in self.manifests})
+        self.cycles = 0
+        self.last_ok = True
+
+    def jittered(self) -> float:
+        spread = self.options.interval * self.options.jitter
+        return max(0.0, self.options.interval + spread * (2 * self.rand() - 1))
+
+    def _attempt(self, loaded: LoadedManifest) -> Outcome:
+        try:
+            return asyncio.run(converge_once(loaded, self.options, self.stop))
+        except ReconcilerError as error:
+            return Outcome(False, "FAILED: " + " ".join(str(error).split()))
+        except Stopping:
+            raise
+        except Exception as error:  # a bug must not end a service; it counts as a failure and is backed off
+            return Outcome(False, f"FAILED: internal error: {type(error).__name__}: {error}")
+
+    def cycle(self) -> str:
+        self.cycles += 1
+        parts: list[str] = []
+        all_ok = True
+        for loaded in self.manifests:
+            name = loaded.manifest.name
+            state = self.state[name]
+            if self.stop.is_set():
+                parts.append(f"{name}: skipped (stopping)")
+                continue
+            now = self.clock()
+            if state.due > now:
+                parts.append(f"{name}: quarantined after {state.failures} consecutive failure(s), next attempt in "
+                             f"{format_duration(state.due - now)}")
+                all_ok = False
+                continue
+            try:
+                outcome = self._attempt(loaded)
+            except Stopping:
+                parts.append(f"{name}: stopped between requests; the next run resumes")
+                continue
+            parts.append(f"{name}: {outcome.text}")
+            if outcome.ok:
+                if state.failures > 1:
+                    parts[-1] += f"; out of quarantine after {state.failures} failure(s)"
+                state.failures, state.due = 0, 0.0
+                continue
+            all_ok = False
+            state.failures += 1
+            wait = backoff(self.options.interval, state.failures, self.options.max_backoff)
+            state.due = self.clock() + wait
+            if state.failures > 1:
+                parts[-1] += (f"; {state.failures} consecutive failures: quarantined like Entra's provisioning "
+                              f"quarantine, next attempt in {format_duration(wait)} (the wait doubles per failure, "
+                              f"at most {format_duration(self.options.max_backoff)})")
+        self.last_ok = all_ok
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return scrub_secrets(f"cycle {self.cycles} {stamp}: " + " | ".join(parts), self.secrets)
+
+    def run(self) -> int:
+        """Cycles until stopped (exit 0), or until ``max_cycles`` (exit 0 when the last cycle was clean)."""
+        while not self.stop.is_set():
+            line = self.cycle()
+            limit = self.options.max_cycles
+            last = limit is not None and self.cycles >= limit
+            if self.stop.is_set() or last:
+                self.emit(line)
+                break
+            delay = self.jittered()
+            self.emit(f"{line}; next cycle in {format_duration(delay)}")
+            self.sleep(delay)
+        if self.stop.is_set():
+            self.emit(f"reconcile: stopped after {self.cycles} cycle(s)")
+            return 0
+        return 0 if self.last_ok else 1

@@ -1,0 +1,324 @@
+"""The preview as one Markdown comment: summary first, details in ``<details>`` blocks, never above the limit.
+
+The summary (counts per app and side, the deletion-guard flags, validation and policy results, why a side was not
+evaluated) is never trimmed. Details are: problems, then each app's disables and deletes, then its other changes,
+then attachments (``pulumi preview --diff``). When the whole would pass the limit, rows are cut from the end and
+the comment says how many rows and characters were cut.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.plan import DESTRUCTIVE, AttributeChange, Step
+from reconciler.preview.azure_side import ResourceChange
+from reconciler.preview.mask import PiiMasker, strip_ansi
+from reconciler.preview.model import AppPreview, Preview
+
+MARKER = "<!-- reconciler-preview -->"
+LIMIT = 65_000  # GitHub refuses a comment body above 65,536 characters
+MAX_VALUE = 100
+_TRIM_RESERVE = 400  # room for the note that says what was cut
+_ORDER = {"conflict": 0, "delete": 1, "disable": 2, "create": 3, "adopt": 4, "update": 5}
+_VERBS = {"delete": "DELETE", "disable": "disable", "conflict": "CONFLICT"}
+
+
+@dataclass
+class Block:
+    summary: str
+    header: list[str] = field(default_factory=list)
+    rows: list[str] = field(default_factory=list)
+    footer: list[str] = field(default_factory=list)
+    open: bool = False
+
+    def opening(self) -> str:
+        attribute = " open" if self.open else ""
+        return "\n".join([f"<details{attribute}><summary>{self.summary}</summary>", "", *self.header]) + "\n"
+
+    def closing(self) -> str:
+        return "\n".join([*self.footer, "", "</details>", ""]) + "\n"
+
+
+def text(value: str) -> str:
+    """Text made inert in Markdown and HTML: no tags, no table breaks, no @mentions, no control characters."""
+    value = strip_ansi(value)
+    value = "".join(c if c >= " " or c == "\t" else " " for c in value)
+    value = html.escape(value, quote=False)
+    for char, entity in (("|", "&#124;"), ("@", "&#64;"), ("`", "&#96;"), ("[", "&#91;"), ("]", "&#93;"),
+                         ("*", "&#42;"), ("\\", "&#92;")):
+        value = value.replace(char, entity)
+    return " ".join(value.split()) or " "
+
+
+def short(value: Any) -> str:
+    if value is None:
+        return "-"
+    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    shown = " ".join(shown.split())
+    return shown if len(shown) <= MAX_VALUE else shown[:MAX_VALUE - 1] + "…"
+
+
+def shown_changes(step: Step) -> list[AttributeChange]:
+    """The per-attribute changes of a step (a create's from its body, where the plan derives them on demand)."""
+    shown = getattr(step, "shown_changes", None)
+    return list(shown()) if callable(shown) else list(step.changes)
+
+
+def step_key(step: Step) -> tuple[int, int, str, str, str]:
+    return (0 if step.kind == "User" else 1, _ORDER.get(step.action, 9), step.display.lower(), step.display,
+            step.source_id or step.target_id or "")
+
+
+class Renderer:
+    """Builds the comment for one :class:`Preview`; with a ``masker``, user names and emails become hashes."""
+
+    def __init__(self, preview: Preview, *, masker: PiiMasker | None = None, limit: int = LIMIT) -> None:
+        self.preview = preview
+        self.masker = masker
+        self.limit = limit
+
+    def mask(self, value: str) -> str:
+        return self.masker.mask(value) if self.masker is not None else value
+
+    def row(self, *cells: str) -> str:
+        return "| " + " | ".join(text(self.mask(c)) for c in cells) + " |"
+
+    # -- summary -------------------------------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        p = self.preview
+        lines = [MARKER, "### reconciler preview", ""]
+        if p.base_label:
+            lines.append(f"Manifests at {p.base_label} compared with this change.")
+        lines.append("")
+        if not p.valid:
+            lines += ["**The manifests are invalid: nothing was previewed.** Fix the problems listed below "
+                      "(`reconciler validate`).", ""]
+        if p.apps:
+            lines += ["| app | Azure: add | change | remove | SCIM: create | update | disable | delete | other |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+            lines += [self._summary_row(app) for app in p.apps]
+            lines.append("")
+        if p.valid and p.apps and not any(self._changes(app) for app in p.apps):
+            evaluated = all(a.scim is not None and a.scim.plan is not None for a in p.apps)
+            azure = all(a.azure is not None for a in p.apps)
+            if evaluated and azure:
+                lines += ["No changes on either side.", ""]
+            elif azure:
+                lines += ["No changes on the Azure side.", ""]
+        flags = [flag for app in p.apps for flag in self._flags(app)]
+        if flags:
+            lines += [*flags, ""]
+        lines += self._not_evaluated()
+        lines += self._checks()
+        return "\n".join(lines) + "\n"
+
+    def _summary_row(self, app: AppPreview) -> str:
+        azure = ["-", "-", "-"]
+        if app.azure is not None:
+            counts = {"add": 0, "change": 0, "remove": 0}
+            for change in app.azure:
+                counts[change.action] += 1
+            azure = [str(counts[k]) for k in ("add", "change", "remove")]
+        scim = ["-", "-", "-", "-"]
+        other = ""
+        plan = app.scim.plan if app.scim else None
+        if plan is not None:
+            counts = plan.summary()
+            scim = [str(counts[k]) for k in ("create", "update", "disable", "delete")]
+            extra = [f"{counts[k]} {k}" for k in ("adopt", "conflict") if counts.get(k)]
+            other = ", ".join(extra)
+        elif app.scim is not None:
+            other = "SCIM not evaluated"
+        elif not app.in_head:
+            other = "manifest removed"
+        return self.row(app.name, *azure, *scim, other)
+
+    @staticmethod
+    def _changes(app: AppPreview) -> int:
+        plan = app.scim.plan if app.scim else None
+        return len(app.azure or ()) + (len(plan.steps) if plan else 0) + (0 if app.in_head else 1)
+
+    def _flags(self, app: AppPreview) -> list[str]:
+        flags = []
+        name = f"`{text(app.name)}`"
+        plan = app.scim.plan if app.scim else None
+        if plan is not None and plan.destructive:
+            if plan.destructive > plan.threshold:
+                flags.append(f"> :warning: {name}: **{plan.destructive} disable/delete step(s), over the deletion "
+                             f"threshold** (deletionThreshold {plan.threshold}): apply stops before any write "
+                             "unless `--allow-deletes`.")
+            else:
+                flags.append(f"> :warning: {name}: {plan.destructive} disable/delete step(s), within the deletion "
+                             f"threshold ({plan.threshold}).")
+        if plan is not None and plan.summary().get("conflict"):
+            flags.append(f"> :x: {name}: {plan.summary()['conflict']} conflict(s): never written; a person must "
+                         "resolve them before the app can converge.")
+        removes = sum(1 for c in app.azure or () if c.action == "remove")
+        if removes:
+            flags.append(f"> :warning: {name}: {removes} Azure resource(s) to remove.")
+        if not app.in_head:
+            flags.append(f"> {name}: the manifest is removed; the reconciler leaves the app's SCIM target as it is "
+                         "(nothing there is disabled or deleted).")
+        return flags
+
+    def _not_evaluated(self) -> list[str]:
+        lines = []
+        if self.preview.azure_reason:
+            lines.append(f"- Azure side not evaluated: {text(self.preview.azure_reason)}")
+        for app in self.preview.apps:
+            if app.scim is not None and app.scim.plan is None:
+                lines.append(f"- `{text(app.name)}`: SCIM side not evaluated: {text(self.mask(app.scim.reason))}")
+        return [*lines, ""] if lines else []
+
+    def _checks(self) -> list[str]:
+        p = self.preview
+        errors = sum(1 for x in p.problems if x.is_error)
+        warnings = len(p.problems) - errors
+        mandatory = sum(1 for v in p.violations if v.rule.mandatory)
+        advisory = len(p.violations) - mandatory
+        validation = (f"**{errors} error(s)**" if errors else "passed") + (f", {warnings} warning(s)" if warnings
+                                                                          else "")
+        if not p.valid:
+            policies = "not run (the manifests are invalid)"
+        elif p.violations:
+            policies = f"**{mandatory} mandatory**" if mandatory else "0 mandatory"
+            policies += f", {advisory} advisory finding(s)"
+        else:
+            policies = "no findings"
+        return [f"**Validation:** {validation}. **Policies:** {policies}.", ""]
+
+    # -- details -------------------------------------------------------------------------------------------------
+
+    def blocks(self) -> list[Block]:
+        p = self.preview
+        blocks: list[Block] = []
+        if p.problems or p.violations:
+            block = Block("Validation and policy findings", ["| level | where | message |", "|---|---|---|"],
+                          open=True)
+            block.rows += [self.row("error" if x.is_error else "warning", f"{x.file}:{x.line}:{x.column}",
+                                    x.message) for x in p.problems]
+            block.rows += [self.row("mandatory" if v.rule.mandatory else "advisory", v.resource,
+                               f"{v.message} [{v.rule.name}]") for v in p.violations]
+            blocks.append(block)
+        for app in p.apps:
+            destructive = self._destructive(app)
+            if destructive is not None:
+                blocks.append(destructive)
+        for app in p.apps:
+            blocks += self._app_blocks(app)
+        for title, content in p.attachments:
+            lines = strip_ansi(content).splitlines()
+            blocks.append(Block(text(title), ["<pre>"], [html.escape(self.mask(line), quote=False) for line in lines],
+                                ["</pre>"]))
+        return blocks
+
+    def _destructive(self, app: AppPreview) -> Block | None:
+        removes = [c for c in app.azure or () if c.action == "remove"]
+        plan = app.scim.plan if app.scim else None
+        steps = sorted((s for s in plan.steps if s.action in DESTRUCTIVE), key=step_key) if plan else []
+        if not removes and not steps:
+            return None
+        count = len(removes) + len(steps)
+        flag = " (over the deletion threshold)" if plan is not None and plan.guarded else ""
+        block = Block(f"<code>{text(app.name)}</code>: {count} removal(s), disable(s) and delete(s){flag}",
+                      ["| side | action | kind | object | reason |", "|---|---|---|---|---|"], open=True)
+        block.rows += [self.row("Azure", "remove", c.short_type, c.name, "") for c in removes]
+        block.rows += [self.row("SCIM", _VERBS.get(s.action, s.action), s.kind, self._display(s), s.reason)
+                       for s in steps]
+        return block
+
+    def _display(self, step: Step) -> str:
+        return self.mask(step.display) if step.kind == "User" else step.display
+
+    def _value(self, step: Step, path: str, value: Any) -> str:
+        """A user's attribute values are personal: with masking on, every string becomes its hash."""
+        shown = short(value)
+        if self.masker is None or step.kind != "User" or path in ("active", "externalId"):
+            return shown
+        if isinstance(value, str) and value != "[Redact]":
+            return self.masker.token(value)
+        return self.mask(shown)
+
+    def _app_blocks(self, app: AppPreview) -> list[Block]:
+        blocks = []
+        azure = [c for c in app.azure or () if c.action != "remove"]
+        if azure:
+            block = Block(f"<code>{text(app.name)}</code>: Azure side, {len(azure)} resource(s) to add or change",
+                          ["| action | resource | type | input | old | new |", "|---|---|---|---|---|---|"])
+            for change in azure:
+                block.rows += self._azure_rows(change)
+            blocks.append(block)
+        plan = app.scim.plan if app.scim else None
+        if plan is not None and (plan.steps or plan.notes):
+            steps = sorted((s for s in plan.steps if s.action not in DESTRUCTIVE), key=step_key)
+            block = Block(f"<code>{text(app.name)}</code>: SCIM side ({text(plan.target)}), "
+                          f"{len(steps)} change(s)" + (" besides the disables and deletes above"
+                                                       if len(steps) < len(plan.steps) else ""),
+                          ["| action | kind | object | attribute | old | new |", "|---|---|---|---|---|---|"])
+            for step in steps:
+                block.rows += self._step_rows(step)
+            if plan.notes:
+                block.footer = ["", *(f"- {text(self.mask(note))}" for note in plan.notes)]
+            blocks.append(block)
+        return blocks
+
+    def _azure_rows(self, change: ResourceChange) -> list[str]:
+        name = self.mask(change.name)
+        if not change.inputs:
+            return [self.row(change.action, name, change.short_type, "", "", "")]
+        return [self.row(change.action, name, change.short_type, i.key, short(i.old), short(i.new))
+                for i in change.inputs]
+
+    def _step_rows(self, step: Step) -> list[str]:
+        verb = _VERBS.get(step.action, step.action)
+        display = self._display(step)
+        rows = [self.row(verb, step.kind, display, c.path, self._value(step, c.path, c.old),
+                    self._value(step, c.path, c.new)) for c in shown_changes(step)]
+        if step.members_add:
+            rows.append(self.row(verb, step.kind, display, "members", "", f"+{len(step.members_add)}"))
+        if step.members_remove:
+            rows.append(self.row(verb, step.kind, display, "members", "", f"-{len(step.members_remove)}"))
+        if not rows:
+            rows.append(self.row(verb, step.kind, display, "", "", self.mask(step.reason)))
+        return rows
+
+    # -- the whole, within the limit -----------------------------------------------------------------------------
+
+    def render(self) -> str:
+        head = self.summary()
+        if len(head) > self.limit - _TRIM_RESERVE:  # only with thousands of apps: cut the summary at a line
+            cut = head[: self.limit - _TRIM_RESERVE].rsplit("\n", 1)[0]
+            return cut + f"\n\n**Trimmed:** the summary alone passes {self.limit:,} characters; " \
+                         "run `reconciler preview` locally for the rest.\n"
+        budget = self.limit - len(head) - _TRIM_RESERVE
+        parts: list[str] = []
+        cut_rows = total_rows = cut_chars = 0
+        for block in self.blocks():
+            total_rows += len(block.rows)
+            opening, closing = block.opening(), block.closing()
+            frame = len(opening) + len(closing)
+            if cut_rows or frame > budget:
+                cut_rows += len(block.rows)
+                cut_chars += sum(len(r) + 1 for r in block.rows)
+                continue
+            budget -= frame
+            kept = []
+            for index, line in enumerate(block.rows):
+                if len(line) + 1 > budget:
+                    rest = block.rows[index:]
+                    cut_rows += len(rest)
+                    cut_chars += sum(len(r) + 1 for r in rest)
+                    break
+                kept.append(line)
+                budget -= len(line) + 1
+            parts.append(opening + "".join(f"{line}\n" for line in kept) + closing)
+        body = head + "\n".join(parts)
+        if cut_rows:
+            body += (f"\n**Trimmed:** {cut_rows:,} of {total_rows:,} detail row(s) ({cut_chars:,} characters) were "
+                     f"cut to keep this comment under {self.limit:,} characters. The summary above is complete; "
+                     "for every row run `reconciler plan --format markdown`, or see the workflow's artifacts.\n")
+        return body
