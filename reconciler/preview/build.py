@@ -13,7 +13,7 @@ from reconciler.manifest.load import load_bytes
 from reconciler.preview.gitrev import BaseUnavailable, manifests_at
 from reconciler.preview.mask import PiiMasker, scrub_secrets, secret_values
 from reconciler.preview.model import AppPreview, Preview
-from reconciler.preview.render import LIMIT, Renderer, shown_changes
+from reconciler.preview.render import LIMIT, Renderer
 from reconciler.preview.scim_side import ScimResult, scim_side
 from reconciler.validate import validate_paths
 
@@ -106,7 +106,7 @@ def masker_for(preview: Preview, manifests: Sequence[LoadedManifest]) -> PiiMask
             if step.kind != "User":
                 continue
             masker.add(step.display)
-            for change in shown_changes(step):
+            for change in step.shown_changes():
                 if change.path.startswith(PERSONAL):
                     masker.add(change.old)
                     masker.add(change.new)

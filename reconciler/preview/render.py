@@ -9,14 +9,14 @@ the comment says how many rows and characters were cut.
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.plan import DESTRUCTIVE, AttributeChange, Step
+from reconciler.plan import DESTRUCTIVE, Step
 from reconciler.preview.azure_side import ResourceChange
 from reconciler.preview.mask import PiiMasker, strip_ansi
 from reconciler.preview.model import AppPreview, Preview
+from reconciler.report.rows import show
 
 MARKER = "<!-- reconciler-preview -->"
 LIMIT = 65_000  # GitHub refuses a comment body above 65,536 characters
@@ -54,17 +54,7 @@ def text(value: str) -> str:
 
 
 def short(value: Any) -> str:
-    if value is None:
-        return "-"
-    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-    shown = " ".join(shown.split())
-    return shown if len(shown) <= MAX_VALUE else shown[:MAX_VALUE - 1] + "…"
-
-
-def shown_changes(step: Step) -> list[AttributeChange]:
-    """The per-attribute changes of a step (a create's from its body, where the plan derives them on demand)."""
-    shown = getattr(step, "shown_changes", None)
-    return list(shown()) if callable(shown) else list(step.changes)
+    return show(value, MAX_VALUE)
 
 
 def step_key(step: Step) -> tuple[int, int, str, str, str]:
@@ -277,7 +267,7 @@ class Renderer:
         verb = _VERBS.get(step.action, step.action)
         display = self._display(step)
         rows = [self.row(verb, step.kind, display, c.path, self._value(step, c.path, c.old),
-                    self._value(step, c.path, c.new)) for c in shown_changes(step)]
+                    self._value(step, c.path, c.new)) for c in step.shown_changes()]
         if step.members_add:
             rows.append(self.row(verb, step.kind, display, "members", "", f"+{len(step.members_add)}"))
         if step.members_remove:

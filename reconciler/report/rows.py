@@ -24,13 +24,13 @@ class Row:
     new: str
 
 
-def show(value: Any) -> str:
+def show(value: Any, limit: int = MAX_VALUE) -> str:
     """A value as one short line: JSON for structures, bare text for strings, '-' for nothing."""
     if value is None:
         return "-"
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
     text = " ".join(text.split())
-    return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 1] + "…"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def step_rows(step: Step, *, detailed: bool = False) -> Iterator[Row]:
