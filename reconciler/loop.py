@@ -102,10 +102,7 @@ def _gate(app: AppRun, stop: threading.Event) -> None:
         if stop.is_set():
             raise Stopping
 
-    http = app.client._http
-    hooks = http.event_hooks
-    hooks["request"] = [*hooks.get("request", []), check]
-    http.event_hooks = hooks
+    app.client.add_request_hook(check)
 
 
 async def _drain() -> None:
@@ -115,11 +112,7 @@ async def _drain() -> None:
 
 
 def describe(result: RunResult) -> str:
-    done: dict[str, int] = {}
-    for report in result.rounds:
-        for action, count in report.done.items():
-            done[action] = done.get(action, 0) + count
-    what = ", ".join(f"{n} {a}" for a, n in sorted(done.items())) or "no changes"
+    what = ", ".join(f"{n} {a}" for a, n in sorted(result.done().items())) or "no changes"
     if result.converged:
         return f"{what}; converged ({result.writes} write(s))"
     pending = len(result.final.steps)

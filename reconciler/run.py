@@ -62,6 +62,14 @@ class RunResult:
     def writes(self) -> int:
         return sum(r.writes for r in self.rounds)
 
+    def done(self) -> dict[str, int]:
+        """Successful steps by action, over all rounds."""
+        totals: dict[str, int] = {}
+        for report in self.rounds:
+            for action, count in report.done.items():
+                totals[action] = totals.get(action, 0) + count
+        return totals
+
 
 def read_token(loaded: LoadedManifest) -> str:
     name = loaded.manifest.provisioning.target.token_env

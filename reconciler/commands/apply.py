@@ -65,11 +65,7 @@ def run(args: argparse.Namespace) -> int:
     results = run_async(apply_all(args))
     status = 0
     for result in results:
-        done = {}
-        for report in result.rounds:
-            for action, count in report.done.items():
-                done[action] = done.get(action, 0) + count
-        what = ", ".join(f"{n} {a}" for a, n in sorted(done.items())) or "nothing to do"
+        what = ", ".join(f"{n} {a}" for a, n in sorted(result.done().items())) or "nothing to do"
         state = "converged" if result.converged else "NOT converged"
         print(f"{result.app}: {what}; {result.writes} write request(s) in {len(result.rounds)} round(s); {state}")
         for failure in result.failures:

@@ -187,6 +187,12 @@ class ScimClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def add_request_hook(self, hook: Callable[[httpx.Request], Awaitable[None]]) -> None:
+        """Call ``hook`` before every request; it may raise to refuse the request (a stop between requests)."""
+        hooks = self._http.event_hooks
+        hooks["request"] = [*hooks.get("request", []), hook]
+        self._http.event_hooks = hooks
+
     # -- discovery -------------------------------------------------------------------------------------------
 
     async def discover(self) -> Capabilities:
