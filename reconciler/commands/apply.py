@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="apply even when disables/deletes exceed the manifest's deletionThreshold")
     parser.add_argument("--concurrency", type=int, metavar="N", help="concurrent writes per target (default 8)")
     parser.add_argument("--log", metavar="FILE", help="append the provisioning log (JSON lines) to FILE")
+    parser.add_argument("--no-bulk", action="store_true",
+                        help="create with one POST per object even when the target advertises /Bulk")
     parser.add_argument("--lock-wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
                         help="wait this long for another apply to the same target to end, then fail "
                              f"(default {DEFAULT_WAIT:g})")

@@ -37,7 +37,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     return RunOptions(directory=args.directory, target=args.target,
                       allow_deletes=getattr(args, "allow_deletes", False),
                       concurrency=getattr(args, "concurrency", None) or RunOptions.concurrency,
-                      log_path=getattr(args, "log", None))
+                      log_path=getattr(args, "log", None), bulk=not getattr(args, "no_bulk", False))
 
 
 def run_async(coroutine: Awaitable[T]) -> T:
