@@ -92,3 +92,23 @@ def test_errors_are_one_line(url: str, tmp_path: Path, capsys: Any, monkeypatch:
 def test_target_override_needs_one_manifest(url: str, capsys: Any) -> None:
     code, _, err = run(capsys, "plan", "manifests", "--target", url)
     assert code == 1 and "--target names one target" in err
+
+
+def test_one_unreachable_app_does_not_hide_the_others(url: str, tmp_path: Path, capsys: Any,
+                                                      monkeypatch: Any) -> None:
+    monkeypatch.setenv("WIKI_SCIM_TOKEN", TOKEN)
+    atea_only = tmp_path / "apps"
+    atea_only.mkdir()
+    text = (ROOT / "manifests" / "atea.yaml").read_text().replace("https://scim.atea.example/scim/v2", url)
+    text = text.replace("../examples/directory.json", str(ROOT / "examples" / "directory.json"))
+    (atea_only / "atea.yaml").write_text(text)
+    wiki = (ROOT / "manifests" / "wiki.yaml").read_text().replace("https://wiki.example.com/scim/v2",
+                                                                   "http://127.0.0.1:9/v2")
+    (atea_only / "wiki.yaml").write_text(wiki.replace("../examples/directory.json",
+                                                      str(ROOT / "examples" / "directory.json")))
+    saved = tmp_path / "plan.json"
+    code, out, err = run(capsys, "plan", str(atea_only), "--format", "json", "--out", str(saved))
+    assert code == 1
+    assert [app["name"] for app in json.loads(out)["apps"]] == ["atea"]
+    assert err.startswith("wiki (http://127.0.0.1:9/v2): ") and err.count("\n") == 1
+    assert not saved.exists()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from reconciler.commands.common import add_target_flags, load_valid, options_from, run_async
+from reconciler.errors import ReconcilerError
 from reconciler.plan import Plan
 from reconciler.report import render_json, render_markdown, render_text
 from reconciler.run import AppRun
@@ -23,23 +24,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-async def make_plans(args: argparse.Namespace) -> list[Plan]:
-    plans = []
+async def make_plans(args: argparse.Namespace) -> tuple[list[Plan], list[ReconcilerError]]:
+    """Each app's plan; an app whose directory or target fails is reported, and the others are still planned."""
+    plans: list[Plan] = []
+    errors: list[ReconcilerError] = []
     options = options_from(args)
     for loaded in load_valid(args):
-        async with AppRun(loaded, options) as app:
-            plans.append(await app.plan())
-    return plans
+        try:
+            async with AppRun(loaded, options) as app:
+                plans.append(await app.plan())
+        except ReconcilerError as error:
+            errors.append(error)
+    return plans, errors
 
 
 def run(args: argparse.Namespace) -> int:
-    plans = run_async(make_plans(args))
+    plans, errors = run_async(make_plans(args))
     if args.format == "json":
         sys.stdout.write(render_json(plans))
     elif args.format == "markdown":
         sys.stdout.write(render_markdown(plans))
     else:
         sys.stdout.write(render_text(plans, color=sys.stdout.isatty(), detailed=args.detail))
+    for error in errors:
+        for line in error.lines():
+            print(line, file=sys.stderr)
+    if errors:
+        return 1  # no --out file either: a partial plan must not be applied as if it were whole
     if args.out:
         Path(args.out).write_text(render_json(plans), encoding="utf-8")
     if args.detailed_exitcode:
