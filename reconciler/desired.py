@@ -66,7 +66,7 @@ class Deprovision:
     source_id: str
     display: str
     matching: tuple[tuple[str, Any], ...]
-    reason: str                             # "unassigned" | "out of scope" | "disabled"
+    reason: str                             # "unassigned" | "out of scope" | "disabled" | "deleted"
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,10 @@ def desired_state(manifest: Manifest, directory: Directory) -> DesiredState:
             users.append(user_engine.build(user.id, user.upn, lookup))
         except EvaluationError as error:
             skipped.append(Skipped("User", user.id, user.upn, str(error)))
+    for user in sorted(directory.deleted_users, key=lambda u: u.id):
+        # Soft-deleted in Entra: deprovisioned like a disabled account (hard deletes leave no trace to act on).
+        lookup = _user_lookup(user, soft_deleted=True, roles=[])
+        deprovision.append(Deprovision("User", user.id, user.upn, user_engine.matching(lookup), "deleted"))
     groups: list[DesiredObject] = []
     if provisioning.groups.enabled:
         groups = _groups(manifest, directory, assigned_groups, {u.source_id for u in users}, deprovision, skipped)

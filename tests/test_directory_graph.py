@@ -76,6 +76,8 @@ class Recorded:
                                                        {"@odata.type": "#microsoft.graph.group", "id": "g2"}]})
         if path == "/v1.0/groups/g2/members":
             return httpx.Response(200, json={"value": []})
+        if path == "/v1.0/directory/deletedItems/microsoft.graph.user":  # Graph prefixes a deleted user's UPN
+            return httpx.Response(200, json={"value": [{"id": "u9", "userPrincipalName": "u9megan@contoso.com"}]})
         return httpx.Response(404, json={"error": {"code": "Request_ResourceNotFound", "message": path}})
 
 
@@ -100,6 +102,7 @@ def test_pages_select_members_and_retry_after() -> None:
     assert directory.groups_by_id["g1"].members == ("u1", "u2", "g2")  # the device is not a member we keep
     assert directory.groups_by_id["g2"].members == ()  # not asked for: no member requests
     assert waits == [3.0]  # Retry-After honoured once
+    assert [u.id for u in directory.deleted_users] == ["u9"]  # soft-deleted users, for deprovisioning
     first = recorded.requests[0]
     assert first.url.params["$select"] == "id,userPrincipalName,displayName,accountEnabled,mobilePhone"
     assert first.url.params["$top"] == "999"

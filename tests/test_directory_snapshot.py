@@ -94,3 +94,15 @@ def test_errors_name_file_line_and_column(tmp_path: Path, name: str, text: str, 
 def test_missing_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(DirectoryError, match=r"missing.json: cannot read directory snapshot: No such file"):
         load_snapshot(tmp_path / "missing.json")
+
+
+def test_deleted_users_are_read_and_kept_apart(tmp_path: Path) -> None:
+    path = tmp_path / "snap.json"
+    path.write_text(json.dumps({"users": [{"id": "u1", "userPrincipalName": "a@contoso.com"}], "groups": [],
+                                "deletedUsers": [{"id": "u2", "userPrincipalName": "u2b@contoso.com"}]}))
+    directory = load_snapshot(path)
+    assert [u.id for u in directory.deleted_users] == ["u2"]
+    assert directory.to_snapshot()["deletedUsers"] == [{"id": "u2", "userPrincipalName": "u2b@contoso.com"}]
+    path.write_text(json.dumps({"users": [{"id": "u1"}], "groups": [], "deletedUsers": [{"id": "u1"}]}))
+    with pytest.raises(DirectoryError, match=r"deletedUsers\[0\]\.id: user 'u1' is in users too"):
+        load_snapshot(path)

@@ -195,3 +195,23 @@ def test_groups_and_membership(url: str, tmp_path: Path, monkeypatch: Any) -> No
     assert result.converged and result.writes == 2
     groups = {g["displayName"]: {users[m["value"]] for m in g.get("members", [])} for g in listing(url, "Groups")}
     assert "lee.gu@contoso.com" in groups["Sales"] and "lee.gu@contoso.com" not in groups["Engineering"]
+
+
+def test_a_soft_deleted_user_is_deprovisioned(url: str, tmp_path: Path, monkeypatch: Any) -> None:
+    converge(atea(), url, directory(tmp_path), monkeypatch)
+
+    def delete_lidia(data: dict[str, Any]) -> None:
+        lidia = user(data, "lidia.holloway@contoso.com")
+        data["users"].remove(lidia)
+        for item in data["groups"]:
+            if lidia["id"] in item["members"]:
+                item["members"].remove(lidia["id"])
+        # As Graph's deletedItems shows a deleted user: the UPN prefixed with the object id.
+        data["deletedUsers"] = [{"id": lidia["id"], "userPrincipalName": lidia["id"].replace("-", "") +
+                                 "lidia.holloway@contoso.com"}]
+
+    snapshot = directory(tmp_path, delete_lidia, "deleted.json")
+    planned = plan(atea(), url, snapshot, monkeypatch)
+    assert [(s.action, s.reason) for s in planned.steps] == [("disable", "deleted")]
+    assert converge(atea(), url, snapshot, monkeypatch).converged
+    assert by_username(url)["lidia.holloway@contoso.com"]["active"] is False

@@ -92,6 +92,8 @@ class GraphReader:
                                                                "$top": str(PAGE_SIZE)})
                 wanted = _wanted_groups(groups, member_groups)
                 members = await self._members(client, [g["id"] for g in groups if g.get("id") in wanted])
+                deleted = await self._pages(client, "/directory/deletedItems/microsoft.graph.user",
+                                            {"$select": "id,userPrincipalName", "$top": str(PAGE_SIZE)})
         finally:
             self._token = None
             if owned and hasattr(credential, "close"):
@@ -100,6 +102,7 @@ class GraphReader:
             tuple(DirectoryUser(u["id"], _clean(u)) for u in users if u.get("id")),
             tuple(DirectoryGroup(g["id"], _clean(g), members.get(g["id"], ())) for g in groups if g.get("id")),
             "Microsoft Graph",
+            tuple(DirectoryUser(u["id"], _clean(u)) for u in deleted if u.get("id")),
         )
 
     async def _members(self, client: httpx.AsyncClient, group_ids: list[str]) -> dict[str, tuple[str, ...]]:

@@ -54,6 +54,8 @@ class Directory:
     users: tuple[DirectoryUser, ...]
     groups: tuple[DirectoryGroup, ...]
     source: str = "directory"
+    # Soft-deleted users (Graph's deletedItems, restorable for 30 days): deprovisioned where this app owns them.
+    deleted_users: tuple[DirectoryUser, ...] = ()
 
     @cached_property
     def users_by_id(self) -> dict[str, DirectoryUser]:
@@ -86,8 +88,11 @@ class Directory:
 
     def to_snapshot(self) -> dict[str, Any]:
         """The contract's snapshot shape: Graph records, groups with their direct member ids."""
-        return {
+        snapshot: dict[str, Any] = {
             "users": [dict(u.data) for u in self.users],
             "groups": [{**{k: v for k, v in g.data.items() if k != "members"}, "members": list(g.members)}
                        for g in self.groups],
         }
+        if self.deleted_users:
+            snapshot["deletedUsers"] = [dict(u.data) for u in self.deleted_users]
+        return snapshot

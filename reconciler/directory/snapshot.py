@@ -2,10 +2,12 @@
 
 ```
 {"users":  [{"id": "...", "userPrincipalName": "...", "accountEnabled": true, ...}],
- "groups": [{"id": "...", "displayName": "...", "members": ["<user or group id>", ...]}]}
+ "groups": [{"id": "...", "displayName": "...", "members": ["<user or group id>", ...]}],
+ "deletedUsers": [{"id": "...", "userPrincipalName": "..."}]}
 ```
-Absent properties are null; membership is direct. Problems are reported as FILE:LINE:COL (JSON syntax errors
-from the JSON parser; structural ones located through the YAML reader, which keeps every position).
+Absent properties are null; membership is direct. ``deletedUsers`` (optional) lists soft-deleted users, as Graph's
+``/directory/deletedItems/microsoft.graph.user`` returns them. Problems are reported as FILE:LINE:COL (JSON
+syntax errors from the JSON parser; structural ones located through the YAML reader, which keeps every position).
 """
 
 from __future__ import annotations
@@ -88,21 +90,28 @@ def _build(file: str, data: Any, problems: list[tuple[Loc, str]]) -> Directory:
         problems.append(((), 'a snapshot is a mapping with "users" and "groups" lists'))
         return Directory((), (), source)
     for key in data:
-        if key not in ("users", "groups") and not str(key).startswith("@"):
-            problems.append(((key,), f'unknown key {key!r}; a snapshot has "users" and "groups"'))
+        if key not in ("users", "groups", "deletedUsers") and not str(key).startswith("@"):
+            problems.append(((key,), f'unknown key {key!r}; a snapshot has "users", "groups" (and "deletedUsers")'))
     users = [u for u in (_user(item, ("users", i), problems) for i, item in enumerate(_list(data, "users", problems)))
              if u is not None]
     groups = [g for g in (_group(item, ("groups", i), problems)
                           for i, item in enumerate(_list(data, "groups", problems))) if g is not None]
+    deleted = [u for u in (_user(item, ("deletedUsers", i), problems)
+                           for i, item in enumerate(_list(data, "deletedUsers", problems))) if u is not None]
     _unique(users, "users", problems)
     _unique(groups, "groups", problems)
+    _unique(deleted, "deletedUsers", problems)
+    live_ids = {u.id for u in users}
+    for index, user in enumerate(deleted):
+        if user.id in live_ids:
+            problems.append((("deletedUsers", index, "id"), f"user {user.id!r} is in users too"))
     known = {u.id for u in users} | {g.id for g in groups}
     for index, group in enumerate(groups):
         for position, member in enumerate(group.members):
             if member not in known:
                 problems.append((("groups", index, "members", position),
                                  f"member {member!r} is neither a user nor a group of this snapshot"))
-    return Directory(tuple(users), tuple(groups), source)
+    return Directory(tuple(users), tuple(groups), source, tuple(deleted))
 
 
 def _list(data: dict[str, Any], key: str, problems: list[tuple[Loc, str]]) -> list[Any]:
