@@ -70,9 +70,8 @@ def test_read_live_pages_through_everything(target: TargetServer, token: str, se
         assert gets(proxy) == 3  # 10 + 10 + 3, stopped by totalResults without an empty extra page
 
 
-@pytest.mark.parametrize("rewrite", [cap_count(7), ignore_count(4)], ids=["caps-count", "ignores-count"])
-def test_servers_that_cap_or_ignore_count(target: TargetServer, token: str, seeded: Any, rewrite: Any) -> None:
-    ids, _ = seeded
+def read_all_through(target: TargetServer, token: str, ids: list[str], fault: Fault) -> FaultProxy:
+    """Read every user through a proxy that applies ``fault`` to each list request; all ids must come back."""
 
     async def go(proxy: FaultProxy) -> None:
         async with make_client(proxy.url, token, page_size=10) as client:
@@ -80,23 +79,22 @@ def test_servers_that_cap_or_ignore_count(target: TargetServer, token: str, seed
             assert sorted(u["id"] for u in users) == sorted(ids)
 
     with FaultProxy(target.url) as proxy:
-        proxy.add(Fault("rewrite", method="GET", path="/Users$", query=rewrite, times=None))
+        proxy.add(fault)
         run(go(proxy))
+    return proxy
+
+
+@pytest.mark.parametrize("rewrite", [cap_count(7), ignore_count(4)], ids=["caps-count", "ignores-count"])
+def test_servers_that_cap_or_ignore_count(target: TargetServer, token: str, seeded: Any, rewrite: Any) -> None:
+    read_all_through(target, token, seeded[0], Fault("rewrite", method="GET", path="/Users$", query=rewrite,
+                                                     times=None))
 
 
 def test_server_serving_page_one_past_the_end_without_totals(target: TargetServer, token: str,
                                                                 seeded: Any) -> None:
-    ids, _ = seeded
-
-    async def go(proxy: FaultProxy) -> None:
-        async with make_client(proxy.url, token, page_size=10) as client:
-            users = await client.list_all("User")
-            assert sorted(u["id"] for u in users) == sorted(ids)
-
-    with FaultProxy(target.url) as proxy:
-        proxy.add(Fault("rewrite", method="GET", path="/Users$", response=first_page_past_end, times=None))
-        run(go(proxy))
-        assert gets(proxy) == 4  # 3 real pages, then page 1 again: all ids seen, stop
+    proxy = read_all_through(target, token, seeded[0], Fault("rewrite", method="GET", path="/Users$",
+                                                             response=first_page_past_end, times=None))
+    assert gets(proxy) == 4  # 3 real pages, then page 1 again: all ids seen, stop
 
 
 def test_a_server_ignoring_start_index_is_an_error_not_a_partial_read(target: TargetServer, token: str,
