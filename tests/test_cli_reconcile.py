@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from reconciler.cli import main
-from reconciler.target.serve import serving_target
 from tests.reconcile_helpers import ROOT, TOKEN, by_username, directory, post, user
 
 ATEA = str(ROOT / "manifests" / "atea.yaml")
-
-
-@pytest.fixture
-def url(monkeypatch: Any) -> Iterator[str]:
-    monkeypatch.setenv("ATEA_SCIM_TOKEN", TOKEN)
-    with serving_target(token=TOKEN) as server:
-        yield server.url
 
 
 def run(capsys: Any, *args: str) -> tuple[int, str, str]:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ import pytest
 
 from reconciler.cli import main
 from reconciler.lock import STATE_DIR_ENV, LockBusy, lock_path, state_dir, target_lock
-from reconciler.target.serve import serving_target
-from tests.reconcile_helpers import ROOT, TOKEN, directory, listing
+from tests.reconcile_helpers import ROOT, directory, listing
 
 ATEA = str(ROOT / "manifests" / "atea.yaml")
 HOLDER = """
@@ -33,13 +31,6 @@ def state(tmp_path: Path, monkeypatch: Any) -> Path:
     folder = tmp_path / "state"
     monkeypatch.setenv(STATE_DIR_ENV, str(folder))
     return folder
-
-
-@pytest.fixture
-def url(monkeypatch: Any) -> Iterator[str]:
-    monkeypatch.setenv("ATEA_SCIM_TOKEN", TOKEN)
-    with serving_target(token=TOKEN) as server:
-        yield server.url
 
 
 def hold(url: str) -> subprocess.Popen[str]:

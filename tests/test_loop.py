@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from reconciler.loop import (
     parse_duration,
 )
 from reconciler.run import RunOptions
-from reconciler.target.serve import serving_target
 from tests.reconcile_helpers import ROOT, TOKEN, atea, by_username, directory, listing
 
 ATEA = str(ROOT / "manifests" / "atea.yaml")
@@ -38,13 +36,6 @@ ATEA = str(ROOT / "manifests" / "atea.yaml")
 @pytest.fixture(autouse=True)
 def state(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "state"))
-
-
-@pytest.fixture
-def url(monkeypatch: Any) -> Iterator[str]:
-    monkeypatch.setenv("ATEA_SCIM_TOKEN", TOKEN)
-    with serving_target(token=TOKEN) as server:
-        yield server.url
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("30s", 30), ("5m", 300), ("1h30m", 5400),

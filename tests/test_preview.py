@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,7 @@ import pytest
 from reconciler.cli import main
 from reconciler.manifest import load_manifest
 from reconciler.preview import LIMIT, MARKER
-from reconciler.target.serve import serving_target
-from tests.reconcile_helpers import ROOT, SAMPLE, TOKEN, converge, directory, user
+from tests.reconcile_helpers import ROOT, SAMPLE, converge, directory, user
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid", "GIT_COMMITTER_NAME": "test",
            "GIT_COMMITTER_EMAIL": "test@example.invalid", "GIT_CONFIG_GLOBAL": os.devnull,
@@ -63,13 +61,6 @@ def repo(tmp_path: Path, monkeypatch: Any) -> Path:
     repo = make_repo(tmp_path)
     monkeypatch.chdir(repo)
     return repo
-
-
-@pytest.fixture
-def url(monkeypatch: Any) -> Iterator[str]:
-    monkeypatch.setenv("ATEA_SCIM_TOKEN", TOKEN)
-    with serving_target(token=TOKEN) as server:
-        yield server.url
 
 
 def preview(capsys: Any, *args: str) -> tuple[int, str, str]:

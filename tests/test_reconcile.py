@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler.apply import DeletionGuardTripped
-from reconciler.target.serve import serving_target
 from tests.reconcile_helpers import (
     SAMPLE,
-    TOKEN,
     atea,
     by_username,
     converge,
@@ -29,12 +26,6 @@ ATEA_USERS = {"adele.vance@contoso.com", "alex.wilber@contoso.com", "diego.sicil
               "henrietta.mueller@contoso.com", "isaiah.langer@contoso.com", "johanna.lorenz@contoso.com",
               "joni.sherman@contoso.com", "jose.muller@contoso.com", "lidia.holloway@contoso.com",
               "megan.bowen@contoso.com"}
-
-
-@pytest.fixture
-def url() -> Iterator[str]:
-    with serving_target(token=TOKEN) as server:
-        yield server.url
 
 
 def test_first_apply_creates_the_assigned_in_scope_users(url: str, tmp_path: Path, monkeypatch: Any) -> None:
