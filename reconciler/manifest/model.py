@@ -101,6 +101,11 @@ class Target(Model):
 
     url: NonEmpty = Field(description="The SCIM base URL (https; plain http only to loopback).")
     token_env: EnvName = Field(description="Environment variable holding the bearer token.")
+    ca_bundle: NonEmpty | None = Field(
+        default=None,
+        description="A PEM file of extra trusted CAs for this target (relative to the manifest's folder), added "
+                    "to the default trust.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -115,12 +120,45 @@ class Target(Model):
         return url.rstrip("/")
 
 
+GRAPH_ENDPOINT = "https://graph.microsoft.com"
+
+
+class GraphSource(Model):
+    """Microsoft Graph as the directory: which cloud's endpoint, and optionally a pre-acquired token."""
+
+    endpoint: NonEmpty = Field(
+        default=GRAPH_ENDPOINT,
+        description="The Graph origin (national clouds: https://graph.microsoft.us, https://dod-graph.microsoft.us, "
+                    "https://microsoftgraph.chinacloudapi.cn); plain http only to loopback. /v1.0 is appended.",
+    )
+    token_env: EnvName | None = Field(
+        default=None,
+        description="Environment variable holding a pre-acquired Graph access token; without it the token comes "
+                    "from azure-identity's DefaultAzureCredential for the endpoint's /.default scope.",
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _safe_endpoint(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("the Graph endpoint must be an absolute https:// URL")
+        if parts.username or parts.password:
+            raise ValueError("the Graph endpoint must not carry credentials; use tokenEnv")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError("plain http:// is allowed only to loopback (127.0.0.1, ::1, localhost); use https://")
+        if parts.query or parts.fragment:
+            raise ValueError("the Graph endpoint is an origin (https://graph.microsoft.com), without a query")
+        return url.rstrip("/")
+
+
 class DirectorySource(Model):
     """Where the directory is read from: Microsoft Graph (the default) or a snapshot file."""
 
     snapshot: NonEmpty | None = Field(
         default=None, description="A directory snapshot (JSON or YAML), relative to the manifest's folder."
     )
+    graph: GraphSource = Field(default_factory=GraphSource)
 
 
 class ScopingClause(Model):
@@ -208,6 +246,11 @@ class Provisioning(Model):
         default_factory=list, description="A list of filters (OR); each is a list of clauses (AND)."
     )
     deprovision: Literal["disable", "delete"] = "disable"
+    adopt: Literal["unclaimed", "any", "none"] = Field(
+        default="unclaimed",
+        description="Which matched target accounts may be adopted: unclaimed (no externalId), any (also overwrite "
+                    "a foreign externalId, to migrate from another system) or none (matches are conflicts).",
+    )
     deletion_threshold: Annotated[int, Field(ge=0)] = Field(
         description="Refuse a run that would disable or delete more than this many objects."
     )
