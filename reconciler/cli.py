@@ -3,6 +3,7 @@
 Each command lives in ``reconciler/commands/<name>.py`` with ``register(subparsers)``; the parser it adds sets
 ``handler``, a function of the parsed arguments that returns the exit code. Errors of the
 :class:`~reconciler.errors.ReconcilerError` family are printed as plain lines on stderr, never as a traceback.
+Every secret-looking environment variable's value is a known secret from the start (:mod:`reconciler.secrets`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Sequence
 
 from reconciler import __version__
 from reconciler.errors import ReconcilerError
+from reconciler.outputs import guarded_stdio
+from reconciler.secrets import REGISTRY
 
 COMMANDS = (
     "validate",
@@ -44,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; everything it prints passes the output boundary (:mod:`reconciler.outputs`)."""
+    REGISTRY.register_environment((), os.environ)
+    with guarded_stdio():
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

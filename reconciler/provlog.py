@@ -2,7 +2,8 @@
 
 ``cycleId`` names one run, ``changeId`` one step; ``action`` is Create, Update, Disable, Delete or Other (adopt,
 conflict); ``status`` Success, Failure or Skipped; ``modifiedProperties`` lists ``displayName``/``oldValue``/
-``newValue``. Values are written as the plan shows them; tokens never reach a plan, so never reach the log.
+``newValue``. Values are written as the plan shows them; a file log is written through the output boundary
+(:mod:`reconciler.outputs`), so a token a server echoed into data or an error is scrubbed from every record.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from reconciler.outputs import open_private
 from reconciler.plan import Step
 
 _ACTIONS = {"create": "Create", "update": "Update", "adopt": "Update", "disable": "Disable", "delete": "Delete"}
@@ -29,7 +31,8 @@ class ProvisioningLog:
 
     @classmethod
     def open(cls, path: str, *, app: str, cycle_id: str | None = None) -> ProvisioningLog:
-        return cls(open(path, "a", encoding="utf-8"), app=app, cycle_id=cycle_id)
+        """Append to ``path``, created 0600, through the output boundary (secrets scrubbed)."""
+        return cls(open_private(path, append=True), app=app, cycle_id=cycle_id)
 
     def record(self, step: Step, *, status: str, target_id: str | None = None, duration_ms: int = 0,
                error: str | None = None) -> dict[str, Any]:

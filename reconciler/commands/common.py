@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Awaitable
 from typing import TypeVar
 
 from reconciler.errors import ManifestError, ReconcilerError
 from reconciler.manifest import LoadedManifest
 from reconciler.run import RunOptions
+from reconciler.secrets import REGISTRY
 from reconciler.validate import validate_paths
 
 T = TypeVar("T")
@@ -27,10 +29,22 @@ def load_valid(args: argparse.Namespace) -> list[LoadedManifest]:
     errors = [p for p in problems if p.is_error]
     if errors:
         raise ManifestError(errors)
+    register_manifest_secrets(loaded)
     if args.target and len(loaded) != 1:
         raise ReconcilerError(f"--target names one target, but {len(loaded)} manifests were given; "
                               "pass the one manifest it is for")
     return loaded
+
+
+def register_manifest_secrets(loaded: list[LoadedManifest]) -> None:
+    """Every token variable the manifests name becomes a known secret before any request is made."""
+    names: list[str] = []
+    for item in loaded:
+        provisioning = item.manifest.provisioning
+        names.append(provisioning.target.token_env)
+        if provisioning.directory.graph.token_env:
+            names.append(provisioning.directory.graph.token_env)
+    REGISTRY.register_environment(names, os.environ)
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from reconciler.commands.common import add_target_flags, load_valid, options_from, run_async
 from reconciler.errors import ReconcilerError
+from reconciler.outputs import write_private
 from reconciler.plan import Plan
 from reconciler.report import render_json, render_markdown, render_text
 from reconciler.run import AppRun
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         return 1  # no --out file either: a partial plan must not be applied as if it were whole
     if args.out:
-        Path(args.out).write_text(render_json(plans), encoding="utf-8")
+        write_private(args.out, render_json(plans))
     if args.detailed_exitcode:
         return 2 if any(not p.empty for p in plans) else 0
     return 0

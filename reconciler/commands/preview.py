@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.outputs import write_private
     from reconciler.preview import LIMIT, PreviewOptions, render_preview
 
     limit = LIMIT if args.max_chars is None else args.max_chars
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     comment, preview = render_preview(options)
     if args.out:
         try:
-            Path(args.out).write_text(comment, encoding="utf-8")
+            write_private(args.out, comment)
         except OSError as error:
             raise ReconcilerError(f"{args.out}: cannot write: {error.strerror or error}") from None
     else:

@@ -49,12 +49,15 @@ def load_snapshot(path: str | os.PathLike[str]) -> Directory:
 
 
 def dump_snapshot(directory: Directory, path: str | os.PathLike[str]) -> None:
-    """Write ``directory`` as a JSON snapshot (atomically: a partial file never replaces a good one)."""
+    """Write ``directory`` as a JSON snapshot, 0600 (it holds personal data), atomically: a partial file never
+    replaces a good one."""
     target = Path(path)
     temporary = target.with_name(target.name + ".tmp")
     try:
-        temporary.write_text(json.dumps(directory.to_snapshot(), indent=2, ensure_ascii=False) + "\n",
-                             encoding="utf-8")
+        temporary.unlink(missing_ok=True)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(directory.to_snapshot(), indent=2, ensure_ascii=False) + "\n")
         temporary.replace(target)
     except OSError as exc:
         raise DirectoryError(f"{path}: cannot write snapshot: {exc.strerror or exc}") from None
