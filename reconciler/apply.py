@@ -7,6 +7,11 @@ created without members, as Entra does, then its membership is written in one PA
 - A create whose answer was lost (:class:`~reconciler.scim.errors.OutcomeUnknown`) is followed by a lookup on the
   matching attributes, in precedence order, before it is ever sent again; a 409 ``uniqueness`` answer looks the
   object up the same way and adopts it. So a run never creates a duplicate.
+- A lookup is not trusted to filter: of what the server answers, only an object whose matching value really
+  equals the one searched for (compared as the schema says, as :class:`~reconciler.match.LiveIndex` does) counts,
+  and it is adopted only when ``provisioning.adopt`` allows it. None or several such objects in a non-empty answer
+  (a server that ignores ``filter``), or a match the policy refuses, fail that object with one line; nothing is
+  written to anybody else's account.
 - A PATCH or DELETE whose answer was lost is not resent: the object is reported failed for this round and the
   next read of the target shows what happened.
 - Each step's outcome is one provisioning-log record (:mod:`reconciler.provlog`).
@@ -17,16 +22,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import ReconcilerError, TargetError
+from reconciler.match import LiveIndex, adoption_refusal
 from reconciler.plan import Plan, Step
 from reconciler.provlog import ProvisioningLog
-from reconciler.scim.client import BulkOperation, BulkOutcomeUnknown, ScimClient
+from reconciler.scim.client import BulkOperation, BulkOutcomeUnknown, ScimClient, eq_filter
 from reconciler.scim.errors import OutcomeUnknown, TargetStatusError
-from reconciler.scim.normalize import diff_resource
+from reconciler.scim.normalize import SchemaIndex, diff_resource
+from reconciler.scim.paths import CORE_GROUP, CORE_USER
 
 DEFAULT_CONCURRENCY = 8
 MEMBERS_PER_OPERATION = 500
@@ -70,8 +77,11 @@ class PlanExecutor:
     """Runs one plan against one client; see the module docstring for the rules it keeps."""
 
     def __init__(self, client: ScimClient, plan: Plan, *, concurrency: int = DEFAULT_CONCURRENCY,
-                 log: ProvisioningLog | None = None, progress: Progress | None = None, bulk: bool = True) -> None:
+                 log: ProvisioningLog | None = None, progress: Progress | None = None, bulk: bool = True,
+                 adopt: str = "unclaimed", schemas: SchemaIndex | None = None) -> None:
         self.client = client
+        self.adopt = adopt  # provisioning.adopt, for lookups after a lost create or a 409
+        self.schemas = schemas or SchemaIndex.rfc_defaults()
         self.plan = plan
         self.concurrency = max(1, concurrency)
         self.bulk = bulk
@@ -110,7 +120,7 @@ class PlanExecutor:
             while not queue.empty():
                 await self._bulk_batch(queue.get_nowait())
 
-        await asyncio.gather(*(worker() for _ in range(min(BULK_IN_FLIGHT, len(batches)))))
+        await _every_worker(worker() for _ in range(min(BULK_IN_FLIGHT, len(batches))))
 
     async def _bulk_batch(self, batch: Sequence[Step]) -> None:
         by_id = {f"c{index}": step for index, step in enumerate(batch)}
@@ -170,7 +180,7 @@ class PlanExecutor:
                 else:
                     self._finish(step, started)
 
-        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(steps)) or 1)))
+        await _every_worker(worker() for _ in range(min(self.concurrency, len(steps)) or 1))
 
     def _finish(self, step: Step, started: float, *, error: str | None = None) -> None:
         if error is None:
@@ -230,21 +240,27 @@ class PlanExecutor:
         return None
 
     async def _lookup(self, step: Step) -> dict[str, Any] | None:
-        """The one live object matching the step's matching attributes, in precedence order, if any."""
+        """The one live object whose matching value really equals the step's, in precedence order, if any.
+
+        The server's answer is filtered again here: a server that ignores ``filter`` answers with everybody.
+        A non-empty answer with none or several equal objects raises, naming the server's behaviour.
+        """
+        schema = CORE_USER if step.kind == "User" else CORE_GROUP
         for path, value in step.matching:
-            found = await self.client.find(step.kind, str(path), str(value))
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise TargetError(f"{step.kind} {step.display!r}: {len(found)} target objects have {path} "
-                                  f"{value!r}; not adopting any")
+            path, value = str(path), str(value)
+            found = await self.client.find(step.kind, path, value)
+            equal = LiveIndex(found, [path], self.schemas).matches(path, value, schema)
+            if len(equal) == 1:
+                return dict(equal[0])
+            if found:
+                raise TargetError(_lookup_conflict(step, path, value, len(found), len(equal)))
         return None
 
     async def _adopt_after_create(self, step: Step, existing: dict[str, Any], body: dict[str, Any]) -> None:
-        external = existing.get("externalId")
-        if isinstance(external, str) and external and external != step.source_id:
+        refusal = adoption_refusal(existing, step.source_id, self.adopt)
+        if refusal is not None:
             raise TargetError(f"{step.kind} {step.display!r}: target object {existing.get('id')} matches but "
-                              f"belongs to directory object {external}; not adopting it")
+                              f"{refusal}; not adopting it")
         target_id = str(existing["id"])
         self._created(step, target_id)
         operations = [c.operation() for c in diff_resource(body, existing)]
@@ -272,6 +288,25 @@ class PlanExecutor:
     def _resolve(self, source_ids: Iterable[str]) -> list[str]:
         """Target ids of members; a member whose create failed this round is left for the next one."""
         return [self.targets[s] for s in source_ids if s in self.targets]
+
+
+def _lookup_conflict(step: Step, path: str, value: str, answered: int, equal: int) -> str:
+    """One line for a lookup whose answer cannot be trusted to name the step's object."""
+    asked = f"the target answered the lookup {eq_filter(path, value)} with {answered} object(s)"
+    if equal == 0:
+        return (f"{step.kind} {step.display!r}: {asked}, none of which has {path} {value!r}; the server seems to "
+                "ignore filter; not adopting any")
+    ignored = "; the server seems to ignore filter" if answered > equal else ""
+    return f"{step.kind} {step.display!r}: {asked}, {equal} of which have {path} {value!r}{ignored}; not adopting any"
+
+
+async def _every_worker(workers: Iterable[Awaitable[None]]) -> None:
+    """Run every worker to its end, then raise the first error. A stop (a refused request) or a bug in one worker
+    must not leave the others writing, and logging, after the executor has returned and the log is closed."""
+    outcomes = await asyncio.gather(*workers, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def membership_operations(add: Sequence[str], remove: Sequence[str]) -> list[dict[str, Any]]:

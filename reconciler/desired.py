@@ -11,12 +11,15 @@ Steps, as Entra's provisioning service takes them:
    their in-scope direct members.
 
 Users out of scope, unassigned or disabled are listed in ``deprovision``; the planner acts on them only if the
-target has them. An object whose expression cannot be evaluated (a malformed date, say) is neither created nor
-deprovisioned: it is listed in ``skipped``, as Entra escrows it.
+target has them. An object whose expression cannot be evaluated (a malformed date, say), or whose values cannot
+be sent (text that is not valid Unicode, such as a lone surrogate that a JSON snapshot spells ``"\\ud800"``), is
+neither created nor deprovisioned: it is listed in ``skipped`` as failed, with its reason, as Entra escrows it; the
+other objects go on. An object with no matching value is skipped too, but not failed (Entra skips it as well).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -71,12 +74,17 @@ class Deprovision:
 
 @dataclass(frozen=True)
 class Skipped:
-    """An in-scope object left alone this run because a mapping could not be evaluated for it."""
+    """An in-scope object left alone this run: a mapping failed for it (``failed``), or it has no matching value."""
 
     kind: Literal["User", "Group"]
     source_id: str
     display: str
     reason: str
+    failed: bool = True
+
+
+class NoMatchingValue(EvaluationError):
+    """Every matching attribute of an object is null: it cannot be looked up, so it is skipped (not a failure)."""
 
 
 @dataclass(frozen=True)
@@ -99,16 +107,17 @@ def desired_state(manifest: Manifest, directory: Directory) -> DesiredState:
         reason = _out_of_scope(manifest, user, user_roles)
         lookup = _user_lookup(user, soft_deleted=reason is not None, roles=_roles(manifest, user_roles.get(user.id)))
         if reason is not None:
-            deprovision.append(Deprovision("User", user.id, user.upn, user_engine.matching(lookup), reason))
+            deprovision.append(Deprovision("User", user.id, shown(user.upn), user_engine.matching(lookup), reason))
             continue
-        try:
-            users.append(user_engine.build(user.id, user.upn, lookup))
-        except EvaluationError as error:
-            skipped.append(Skipped("User", user.id, user.upn, str(error)))
+        built = _attempt(user_engine, user.id, user.upn, lookup)
+        if isinstance(built, Skipped):
+            skipped.append(built)
+        else:
+            users.append(built)
     for user in sorted(directory.deleted_users, key=lambda u: u.id):
         # Soft-deleted in Entra: deprovisioned like a disabled account (hard deletes leave no trace to act on).
         lookup = _user_lookup(user, soft_deleted=True, roles=[])
-        deprovision.append(Deprovision("User", user.id, user.upn, user_engine.matching(lookup), "deleted"))
+        deprovision.append(Deprovision("User", user.id, shown(user.upn), user_engine.matching(lookup), "deleted"))
     groups: list[DesiredObject] = []
     if provisioning.groups.enabled:
         groups = _groups(manifest, directory, assigned_groups, {u.source_id for u in users}, deprovision, skipped)
@@ -126,6 +135,69 @@ def user_attributes(manifest: Manifest | None, directory: Directory, user: Direc
     user_roles, _ = _assignments(manifest, directory)
     soft_deleted = _out_of_scope(manifest, user, user_roles) is not None
     return _user_lookup(user, soft_deleted=soft_deleted, roles=_roles(manifest, user_roles.get(user.id)))
+
+
+def shown(text: str) -> str:
+    """``text`` safe to print and to write as UTF-8: a lone surrogate becomes its escape (``\\ud800``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unsendable(obj: DesiredObject) -> str | None:
+    """Why ``obj`` cannot be sent to a target, or None: the first attribute whose text is not valid Unicode (a
+    lone surrogate cannot be encoded as UTF-8, so the request body could not be written)."""
+    body = obj.create_body()
+    try:
+        json.dumps([obj.source_id, body], ensure_ascii=False, default=str).encode("utf-8")
+        return None  # the common case, checked at once; the walk below only names the attribute
+    except UnicodeEncodeError:
+        pass
+    for where, text in (("objectId", obj.source_id), *_texts(body)):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return f"{where}: {_not_unicode(error)}"
+    return None
+
+
+def _not_unicode(error: UnicodeError) -> str:
+    bad = error.object[error.start] if isinstance(error, UnicodeEncodeError) else ""
+    which = f", U+{ord(bad):04X}" if bad else ""
+    return f"not valid Unicode text (a lone surrogate{which}), so it cannot be sent as UTF-8; fix it in the directory"
+
+
+def _texts(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every string in a SCIM body, keys included, with the attribute path that holds it."""
+    if isinstance(value, str):
+        return [(path or "value", value)]
+    found: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "schemas":
+                continue
+            separator = ":" if path.lower().startswith("urn:") else "."
+            inner = f"{path}{separator}{key}" if path else str(key)
+            found += [(inner, str(key)), *_texts(item, inner)]
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            kind = item.get("type") if isinstance(item, dict) else None
+            inner = f'{path}[type eq "{shown(kind)}"]' if isinstance(kind, str) else f"{path}[{index}]"
+            found += _texts(item, inner)
+    return found
+
+
+def _attempt(engine: _Engine, source_id: str, display: str, lookup: Callable[[str], Any],
+             members: tuple[str, ...] = ()) -> DesiredObject | Skipped:
+    """The object built by ``engine``, or why it is skipped: a mapping failed, no matching value, or unsendable."""
+    try:
+        built = engine.build(source_id, shown(display), lookup, members)
+    except NoMatchingValue as error:
+        return Skipped(engine.kind, source_id, shown(display), shown(str(error)), failed=False)
+    except EvaluationError as error:
+        return Skipped(engine.kind, source_id, shown(display), shown(str(error)))
+    problem = unsendable(built)
+    if problem is not None:
+        return Skipped(engine.kind, source_id, shown(display), problem)
+    return built
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -159,13 +231,14 @@ def _groups(manifest: Manifest, directory: Directory, assigned: set[str], user_i
     for group in sorted(directory.groups, key=lambda g: g.id):
         lookup = _group_lookup(group)
         if group.id not in chosen:
-            deprovision.append(Deprovision("Group", group.id, group.display_name, engine.matching(lookup),
+            deprovision.append(Deprovision("Group", group.id, shown(group.display_name), engine.matching(lookup),
                                            "unassigned"))
             continue
-        try:
-            built.append(engine.build(group.id, group.display_name, lookup, group.members))
-        except EvaluationError as error:
-            skipped.append(Skipped("Group", group.id, group.display_name, str(error)))
+        made = _attempt(engine, group.id, group.display_name, lookup, group.members)
+        if isinstance(made, Skipped):
+            skipped.append(made)
+        else:
+            built.append(made)
     in_scope = user_ids | {g.source_id for g in built}
     return [replace(g, members=tuple(m for m in g.members if m in in_scope) if engine.has_members else ())
             for g in built]
@@ -284,7 +357,7 @@ class _Engine:
                 continue
             try:
                 value = _coerce(rule.path, rule.value(lookup, lambda v: False))
-            except EvaluationError:
+            except (EvaluationError, ValueError, ArithmeticError):
                 continue
             if value is not None:
                 pairs.append((rule.mapping.target, value))
@@ -302,6 +375,11 @@ class _Engine:
                 value = _coerce(rule.path, rule.value(lookup, lambda v, t=taken: to_text(v) in t))
             except EvaluationError as error:
                 raise EvaluationError(f"mapping to {rule.mapping.target!r}: {error}") from None
+            except UnicodeError as error:  # e.g. ConvertToUTF8Hex of a lone surrogate
+                raise EvaluationError(f"mapping to {rule.mapping.target!r}: {_not_unicode(error)}") from None
+            except (ValueError, ArithmeticError) as error:  # this object's data broke a function: it fails alone
+                raise EvaluationError(f"mapping to {rule.mapping.target!r}: {type(error).__name__}: "
+                                      f"{error}") from None
             produced.append((rule, value))
         for rule, value in produced:
             if value is None:
@@ -317,7 +395,7 @@ class _Engine:
             if rule.mapping.matching is not None:
                 matching.append((rule.mapping.target, value))
         if not matching:
-            raise EvaluationError("no matching value: every matching attribute is null (Entra skips such objects)")
+            raise NoMatchingValue("no matching value: every matching attribute is null (Entra skips such objects)")
         return DesiredObject(
             kind=self.kind, source_id=source_id, display=display, matching=tuple(matching), resource=resource,
             on_create=on_create, members=members,

@@ -17,6 +17,7 @@ one interval. The loop's safe defaults:
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import threading
@@ -29,17 +30,14 @@ from typing import Any
 from reconciler.errors import ReconcilerError
 from reconciler.lock import DEFAULT_WAIT, target_lock
 from reconciler.manifest import LoadedManifest
-from reconciler.preview.mask import scrub_secrets, secret_values
 from reconciler.run import AppRun, RunOptions, RunResult
+from reconciler.secrets import REGISTRY, scrub
+from reconciler.stopgate import Stopping, install_stop_gate
 
 MAX_BACKOFF = 24 * 3600.0  # Entra's quarantine settles at one attempt a day
 DRAIN = 30.0               # how long a stop waits for requests in flight
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-class Stopping(Exception):
-    """Raised before a SCIM request once a stop was requested; never reaches the user."""
 
 
 def parse_duration(text: str) -> float:
@@ -95,16 +93,6 @@ def backoff(interval: float, failures: int, cap: float) -> float:
     return min(cap, interval * 2 ** max(0, failures - 1))
 
 
-def _gate(app: AppRun, stop: threading.Event) -> None:
-    """Refuse new requests once a stop was requested (an httpx request hook; requests in flight finish)."""
-
-    async def check(request: Any) -> None:
-        if stop.is_set():
-            raise Stopping
-
-    app.client.add_request_hook(check)
-
-
 async def _drain() -> None:
     others = asyncio.all_tasks() - {asyncio.current_task()}
     if others:
@@ -124,7 +112,7 @@ async def converge_once(loaded: LoadedManifest, options: LoopOptions, stop: thre
     """One app's cycle under its target's lock."""
     name = loaded.manifest.name
     async with AppRun(loaded, options.run) as app:
-        _gate(app, stop)
+        install_stop_gate(app.client, stop)
         with target_lock(app.url, wait=options.lock_wait, command=f"reconcile {name}"):
             try:
                 result = await app.converge()
@@ -151,7 +139,7 @@ class ReconcileLoop:
         self.rand = rand
         self.sleep = sleep or self.stop.wait  # returns early when a stop is requested
         self.state = {m.manifest.name: AppState() for m in self.manifests}
-        self.secrets = secret_values({m.manifest.provisioning.target.token_env for m in self.manifests})
+        REGISTRY.register_environment({m.manifest.provisioning.target.token_env for m in self.manifests}, os.environ)
         self.cycles = 0
         self.last_ok = True
 
@@ -206,7 +194,7 @@ class ReconcileLoop:
                               f"at most {format_duration(self.options.max_backoff)})")
         self.last_ok = all_ok
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return scrub_secrets(f"cycle {self.cycles} {stamp}: " + " | ".join(parts), self.secrets)
+        return scrub(f"cycle {self.cycles} {stamp}: " + " | ".join(parts))
 
     def run(self) -> int:
         """Cycles until stopped (exit 0), or until ``max_cycles`` (exit 0 when the last cycle was clean)."""

@@ -25,24 +25,19 @@ from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 from reconciler.errors import ReconcilerError
+from reconciler.report.escape import strip_controls
 from reconciler.secrets import scrub
 
 PRIVATE_FILE = 0o600
-CSI = r"\x1b\[[0-?]*[ -/]*[@-~]"
-_ESCAPES = rf"{CSI}|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b[ -/]*[0-~]?"
-_CONTROLS = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
-_ANY_CONTROL = re.compile(rf"(?:{_ESCAPES})|{_CONTROLS}")
-_TERMINAL_CONTROL = re.compile(rf"(?!{CSI})(?:{_ESCAPES})|(?!\r|{CSI}){_CONTROLS}")
-
-
-def strip_controls(text: str) -> str:
-    """``text`` without escape sequences and control characters (newline and tab stay)."""
-    return _ANY_CONTROL.sub("", text)
+_CSI = re.compile(r"(\x1b\[[0-?]*[ -/]*[@-~])")  # colour and cursor movement, as the renderers write them
 
 
 def terminal_text(text: str) -> str:
     """``text`` for a terminal: CSI sequences (colour, cursor) and carriage returns stay, every other control goes."""
-    return _TERMINAL_CONTROL.sub("", text)
+    pieces = _CSI.split(text)
+    for index in range(0, len(pieces), 2):
+        pieces[index] = "\r".join(strip_controls(part) for part in pieces[index].split("\r"))
+    return "".join(pieces)
 
 
 class SafeStream(io.TextIOBase):

@@ -5,13 +5,15 @@ the live ones (one paged read of the target) and returns a :class:`Plan`: a list
 saved as JSON, reviewed, and applied later. The safe defaults, in the words of the rules that protect users' data:
 
 - A step touches a live object only if it is **owned** (its ``externalId`` is the directory object's id) or
-  **matched** (equal on a matching attribute, in precedence order) by a directory object; see :mod:`reconciler.match`.
+  **matched** (equal on a matching attribute, in precedence order) by a directory object and adoptable under
+  ``provisioning.adopt`` (by default only an account with no ``externalId``); see :mod:`reconciler.match`.
   Everything else is unmanaged: never updated, disabled or deleted.
 - ``deprovision: disable`` sends ``active=false`` and never deletes a user; ``delete`` deletes.
 - Disables and deletes are counted; above ``deletionThreshold`` the plan is **guarded** and applies nothing
   unless deletes are allowed explicitly.
-- A matching value that finds several live objects, or an object owned by another directory object, is a
-  **conflict**: reported, never written, and the run does not count as converged.
+- A matching value that finds several live objects, an object owned by another directory object, or a match
+  that ``provisioning.adopt`` does not allow (another system's ``externalId``) is a **conflict**: reported, never
+  written, and the run does not count as converged.
 - Group members are managed only when they are users or groups the reconciler manages; a member someone added by
   hand to a managed group stays.
 """
@@ -27,7 +29,7 @@ from typing import Any
 
 from reconciler.desired import Deprovision, DesiredObject, DesiredState
 from reconciler.manifest.model import Manifest
-from reconciler.match import LiveIndex, Match
+from reconciler.match import LiveIndex, Match, adoption_refusal
 from reconciler.scim.live import LiveState
 from reconciler.scim.normalize import Change, SchemaIndex, diff_resource
 from reconciler.scim.paths import CORE_GROUP, CORE_USER, PathError, parse_path
@@ -161,7 +163,8 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
     directory_ids = {o.source_id for o in (*desired.users, *desired.groups, *desired.deprovision)}
 
     users = LiveIndex(live.users.values(), _matching_paths(desired.users, desired.deprovision, "User"), index)
-    user_targets, touched_users = _plan_kind(plan, desired.users, users, CORE_USER, directory_ids, index)
+    adopt = provisioning.adopt
+    user_targets, touched_users = _plan_kind(plan, desired.users, users, CORE_USER, directory_ids, index, adopt)
     touched_users |= _plan_deprovision(plan, [d for d in desired.deprovision if d.kind == "User"], users,
                                        CORE_USER)
 
@@ -170,7 +173,8 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
     touched_groups: set[str] = set()
     if groups_enabled:
         groups = LiveIndex(live.groups.values(), _matching_paths(desired.groups, desired.deprovision, "Group"), index)
-        group_targets, touched_groups = _plan_kind(plan, desired.groups, groups, CORE_GROUP, directory_ids, index)
+        group_targets, touched_groups = _plan_kind(plan, desired.groups, groups, CORE_GROUP, directory_ids, index,
+                                                   adopt)
         touched_groups |= _plan_deprovision(plan, [d for d in desired.deprovision if d.kind == "Group"], groups,
                                             CORE_GROUP)
         plan.targets.update(group_targets)
@@ -201,7 +205,7 @@ def _matching_paths(objects: Iterable[DesiredObject], gone: Iterable[Deprovision
 
 
 def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, schema: str,
-               directory_ids: set[str], schemas: SchemaIndex) -> tuple[dict[str, str], set[str]]:
+               directory_ids: set[str], schemas: SchemaIndex, adopt: str) -> tuple[dict[str, str], set[str]]:
     """Create, update or adopt each desired object; returns source id -> target id, and the target ids touched.
 
     Matching runs first for every object, so that references between them (a manager) resolve to target ids.
@@ -210,8 +214,9 @@ def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, s
     claimed: dict[str, str] = {}  # target id -> the source id that took it, so that two never share one
     matched: list[tuple[DesiredObject, Match]] = []
     for obj in objects:
-        found = _resolve(index.match(obj.source_id, obj.matching, schema), obj.source_id, directory_ids)
-        if found.how == "ambiguous" or (found.live is not None and str(found.live.get("id")) in claimed):
+        found = _resolve(index.match(obj.source_id, obj.matching, schema), obj.source_id, directory_ids, adopt)
+        taken = found.live is not None and str(found.live.get("id")) in claimed
+        if found.how in ("ambiguous", "refused") or taken:
             detail = found.detail or f"target object is matched by {claimed[str(found.live.get('id'))]} too"
             plan.steps.append(Step("conflict", obj.kind, obj.display, obj.source_id, reason=detail,
                                    matching=[list(pair) for pair in obj.matching]))
@@ -290,14 +295,19 @@ def _redact(changes: list[AttributeChange], redacted: Sequence[str]) -> list[Att
             if _attribute(c.path) in hidden else c for c in changes]
 
 
-def _resolve(found: Match, source_id: str, directory_ids: set[str]) -> Match:
-    """A match on a matching attribute whose externalId names another directory object is a conflict."""
+def _resolve(found: Match, source_id: str, directory_ids: set[str], adopt: str) -> Match:
+    """A match on a matching attribute whose externalId names another directory object is a conflict, whatever
+    the adopt policy; so is a match the policy does not allow (``refused``)."""
     if found.how != "matched" or found.live is None:
         return found
     external = found.live.get("externalId")
     if isinstance(external, str) and external != source_id and external in directory_ids:
         return Match("ambiguous", detail=f"target object {found.live.get('id')} ({found.detail}) belongs to "
                                          f"directory object {external}")
+    refusal = adoption_refusal(found.live, source_id, adopt)
+    if refusal is not None:
+        return Match("refused", detail=f"target object {found.live.get('id')} ({found.detail}) {refusal}; "
+                                       "not adopting it")
     return found
 
 

@@ -7,21 +7,33 @@ variable the manifest names), and the SCIM client.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, PlanExecutor, Progress, StepFailure
-from reconciler.desired import DesiredState, desired_state
+from reconciler.desired import DesiredState, Skipped, desired_state
 from reconciler.directory.source import directory_for
 from reconciler.errors import ReconcilerError, TargetError
 from reconciler.manifest import LoadedManifest
 from reconciler.plan import Plan, fingerprint, make_plan
 from reconciler.provlog import ProvisioningLog
-from reconciler.scim.client import ScimClient
+from reconciler.scim.client import (
+    DEFAULT_MAX_OBJECTS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_REQUEST_TIMEOUT,
+    MAX_OBJECTS_ENV,
+    MAX_RESPONSE_BYTES_ENV,
+    REQUEST_TIMEOUT_ENV,
+    ScimClient,
+    target_ssl_context,
+)
 from reconciler.scim.errors import TargetStatusError
 from reconciler.scim.live import LiveState, read_attributes, read_live
 from reconciler.scim.normalize import SchemaIndex
+from reconciler.secrets import register_secret
 
 MAX_ROUNDS = 5
 # After a round, re-read only the objects it wrote when they are at most max(TARGETED_MIN, live / TARGETED_SHARE).
@@ -47,6 +59,7 @@ class RunResult:
     app: str
     final: Plan
     rounds: list[ApplyReport] = field(default_factory=list)
+    failed_objects: tuple[Skipped, ...] = ()  # directory objects that could not be mapped or sent: left alone
 
     @property
     def failures(self) -> list[StepFailure]:
@@ -77,7 +90,41 @@ def read_token(loaded: LoadedManifest) -> str:
     if not token:
         raise TargetError(f"{loaded.file}: environment variable {name} is not set; it must hold the target's "
                           "bearer token (provisioning.target.tokenEnv)")
+    register_secret(token)
     return token
+
+
+def _env_number(name: str, default: float, kind: type[int] | type[float]) -> float:
+    """A positive number from the environment variable ``name`` (``default`` when unset or empty)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = 0
+    if not 0 < value < math.inf:  # also refuses nan
+        unit = "whole number" if kind is int else "number"
+        raise ReconcilerError(f"{name}={raw[:40]!r}: expected a positive {unit}")
+    return value
+
+
+def target_client(loaded: LoadedManifest, url: str, *, max_connections: int) -> ScimClient:
+    """The SCIM client for a manifest's target: its token, its caBundle (relative to the manifest's folder) and
+    the limits set in the environment (``RECONCILER_REQUEST_TIMEOUT`` seconds per request,
+    ``RECONCILER_MAX_RESPONSE_BYTES``, ``RECONCILER_MAX_OBJECTS`` per paged read)."""
+    ca_bundle = loaded.manifest.provisioning.target.ca_bundle
+    context = None
+    if ca_bundle:
+        try:
+            context = target_ssl_context(Path(loaded.file).parent / ca_bundle)
+        except TargetError as error:
+            raise TargetError(f"{loaded.file}: provisioning.target.caBundle: {error}") from None
+    return ScimClient(
+        url, read_token(loaded), max_connections=max_connections, ssl_context=context,
+        request_timeout=_env_number(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT, float),
+        max_response_bytes=int(_env_number(MAX_RESPONSE_BYTES_ENV, DEFAULT_MAX_RESPONSE_BYTES, int)),
+        max_objects=int(_env_number(MAX_OBJECTS_ENV, DEFAULT_MAX_OBJECTS, int)))
 
 
 class AppRun:
@@ -88,8 +135,7 @@ class AppRun:
         self.manifest = loaded.manifest
         self.options = options
         self.url = options.target or self.manifest.provisioning.target.url
-        self.client = client or ScimClient(self.url, read_token(loaded),
-                                           max_connections=max(options.concurrency, 4))
+        self.client = client or target_client(loaded, self.url, max_connections=max(options.concurrency, 4))
         self.desired: DesiredState | None = None
         self.schemas = SchemaIndex.rfc_defaults()
 
@@ -167,7 +213,8 @@ class AppRun:
         plan = make_plan(self.manifest, self.desired, live, target=self.url, schemas=self.schemas,
                          allow_deletes=self.options.allow_deletes)
         for skipped in self.desired.skipped:
-            plan.notes.append(f"skipped {skipped.kind.lower()} {skipped.display}: {skipped.reason}")
+            label = "failed" if skipped.failed else "skipped"
+            plan.notes.append(f"{label} {skipped.kind.lower()} {skipped.display}: {skipped.reason}")
         return plan
 
     async def plan(self) -> Plan:
@@ -192,7 +239,8 @@ class AppRun:
             saved.allow_deletes = saved.allow_deletes or self.options.allow_deletes
             plan = saved
             reviewed = {s.key for s in saved.steps}
-        result = RunResult(self.manifest.name, plan)
+        result = RunResult(self.manifest.name, plan,
+                           failed_objects=tuple(s for s in self.desired.skipped if s.failed) if self.desired else ())
         log = ProvisioningLog.open(self.options.log_path, app=self.manifest.name) if self.options.log_path else None
         try:
             for round_number in range(1, self.options.max_rounds + 1):
@@ -201,7 +249,8 @@ class AppRun:
                 if on_round:
                     on_round(round_number, plan)
                 executor = PlanExecutor(self.client, plan, concurrency=self.options.concurrency, log=log,
-                                        progress=progress, bulk=self.options.bulk)
+                                        progress=progress, bulk=self.options.bulk,
+                                        adopt=self.manifest.provisioning.adopt, schemas=self.schemas)
                 report = await executor.run()
                 result.rounds.append(report)
                 live = await self.reread(live, plan, report)

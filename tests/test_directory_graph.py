@@ -1,7 +1,7 @@
 """The Microsoft Graph reader, against recorded Graph-shaped responses.
 
 Graph is unreachable from the test machines, so these tests serve responses shaped like Graph v1.0's (paging with
-``@odata.nextLink``, ``@odata.type`` on members, 429 with ``Retry-After``, Graph's error body) through
+``@odata.nextLink``, members through the typed casts, 429 with ``Retry-After``, Graph's error body) through
 ``httpx.MockTransport``; the token comes from a stand-in for azure-identity's credential.
 """
 
@@ -23,6 +23,7 @@ from reconciler.errors import DirectoryError
 
 BASE = "https://graph.microsoft.com/v1.0"
 ATEA = Path(__file__).resolve().parent.parent / "manifests" / "atea.yaml"
+USERS_OF_G1 = "/v1.0/groups/g1/members/microsoft.graph.user"
 ADELE = {"id": "u1", "userPrincipalName": "adele@contoso.com", "displayName": "Adele Vance", "mobilePhone": "+1 555",
          "accountEnabled": True}
 ALEX = {"id": "u2", "userPrincipalName": "alex@contoso.com", "displayName": "Alex Wilber", "mobilePhone": None,
@@ -44,7 +45,7 @@ class FailingCredential:
 
 
 class Recorded:
-    """Answers like Graph: two pages of users, one of groups, members with a device to ignore, one 429."""
+    """Answers like Graph: two pages of users, one of groups, members by type (two pages of users), one 429."""
 
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
@@ -66,15 +67,15 @@ class Recorded:
         if path == "/v1.0/groups":
             return httpx.Response(200, json={"value": [{"id": "g1", "displayName": "Atea Users"},
                                                        {"id": "g2", "displayName": "Other"}]})
-        if path == "/v1.0/groups/g1/members" and "skiptoken" not in str(request.url):
-            return httpx.Response(200, json={
-                "value": [{"@odata.type": "#microsoft.graph.user", "id": "u1"},
-                          {"@odata.type": "#microsoft.graph.device", "id": "d1"}],
-                "@odata.nextLink": f"{BASE}/groups/g1/members?$skiptoken=m2"})
-        if path == "/v1.0/groups/g1/members":
-            return httpx.Response(200, json={"value": [{"@odata.type": "#microsoft.graph.user", "id": "u2"},
-                                                       {"@odata.type": "#microsoft.graph.group", "id": "g2"}]})
-        if path == "/v1.0/groups/g2/members":
+        if path == USERS_OF_G1 and "skiptoken" not in str(request.url):
+            return httpx.Response(200, json={"value": [{"@odata.type": "#microsoft.graph.user", "id": "u1"}],
+                                             "@odata.nextLink": f"{BASE}/groups/g1/members/microsoft.graph.user"
+                                                                "?$skiptoken=m2"})
+        if path == USERS_OF_G1:
+            return httpx.Response(200, json={"value": [{"@odata.type": "#microsoft.graph.user", "id": "u2"}]})
+        if path == "/v1.0/groups/g1/members/microsoft.graph.group":
+            return httpx.Response(200, json={"value": [{"@odata.type": "#microsoft.graph.group", "id": "g2"}]})
+        if path.startswith("/v1.0/groups/g2/members/"):
             return httpx.Response(200, json={"value": []})
         if path == "/v1.0/directory/deletedItems/microsoft.graph.user":  # Graph prefixes a deleted user's UPN
             return httpx.Response(200, json={"value": [{"id": "u9", "userPrincipalName": "u9megan@contoso.com"}]})
@@ -99,20 +100,21 @@ def test_pages_select_members_and_retry_after() -> None:
     assert credential.scopes == [(GRAPH_SCOPE,)]
     assert [u.id for u in directory.users] == ["u1", "u2"]
     assert directory.users[0].get("mobile") == "+1 555" and "@odata.etag" not in directory.users[0].data
-    assert directory.groups_by_id["g1"].members == ("u1", "u2", "g2")  # the device is not a member we keep
+    assert directory.groups_by_id["g1"].members == ("u1", "u2", "g2")  # users, then groups
     assert directory.groups_by_id["g2"].members == ()  # not asked for: no member requests
     assert waits == [3.0]  # Retry-After honoured once
     assert [u.id for u in directory.deleted_users] == ["u9"]  # soft-deleted users, for deprovisioning
     first = recorded.requests[0]
     assert first.url.params["$select"] == "id,userPrincipalName,displayName,accountEnabled,mobilePhone"
     assert first.url.params["$top"] == "999"
-    assert not any(r.url.path == "/v1.0/groups/g2/members" for r in recorded.requests)
+    assert not any(r.url.path.startswith("/v1.0/groups/g2/") for r in recorded.requests)
 
 
 def test_every_group_and_attribute_when_exporting() -> None:
     recorded = Recorded()
     directory, _ = _read(recorded)
-    assert {r.url.path for r in recorded.requests} >= {"/v1.0/groups/g1/members", "/v1.0/groups/g2/members"}
+    assert {r.url.path for r in recorded.requests} >= {f"/v1.0/groups/{g}/members/microsoft.graph.{t}"
+                                                       for g in ("g1", "g2") for t in ("user", "group")}
     selected = recorded.requests[0].url.params["$select"].split(",")
     assert {"mobilePhone", "businessPhones", "onPremisesExtensionAttributes", "officeLocation"} <= set(selected)
     assert recorded.requests[0].url.params["$expand"] == "manager($select=id)"
@@ -185,6 +187,6 @@ def test_a_manifest_reads_only_what_it_maps() -> None:
     assert set(selected[4:]) == {"department", "givenName", "mail", "mailNickname", "mobilePhone",
                                  "preferredLanguage", "surname"}
     assert "$expand" not in recorded.requests[0].url.params
-    member_reads = {r.url.path for r in recorded.requests if r.url.path.endswith("/members")}
-    assert member_reads == {"/v1.0/groups/g1/members"}  # Atea Users is assigned; "Other" is not
+    member_reads = {r.url.path for r in recorded.requests if "/members/" in r.url.path}
+    assert member_reads == {USERS_OF_G1, "/v1.0/groups/g1/members/microsoft.graph.group"}  # "Other" is unassigned
     assert directory.source == "Microsoft Graph"

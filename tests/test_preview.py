@@ -168,7 +168,7 @@ def test_fork_mode_without_credentials_still_shows_the_azure_side(repo: Path, tm
     assert code == 0
     assert summary_row(out) == ["atea", "1", "0", "0", "-", "-", "-", "-", "SCIM not evaluated"]
     [line] = [x for x in out.splitlines() if "SCIM side not evaluated" in x]
-    assert "$ATEA_SCIM_TOKEN is not set" in line and "fork" in line
+    assert "&#36;ATEA_SCIM_TOKEN is not set" in line and "fork" in line
 
 
 def test_new_app_and_removed_app(repo: Path, capsys: Any, monkeypatch: Any) -> None:
@@ -231,7 +231,7 @@ def test_markup_in_directory_values_is_inert(repo: Path, url: str, tmp_path: Pat
     out = preview(capsys, "--base", "main", "--directory", directory(tmp_path, hostile, "h.json"),
                   "--target", url)[1]
     assert "<img" not in out and "@org" not in out and "](http" not in out
-    assert "&lt;img src=x&gt; &#64;org/admins &#124; &#96;x&#96;" in out
+    assert "&lt;img src=x&gt; &#64;&#8203;org/admins &#124; &#96;x&#96;" in out
 
 
 def test_invalid_manifest_is_shown_and_exits_1(repo: Path, capsys: Any, monkeypatch: Any) -> None:

@@ -85,6 +85,7 @@ def test_a_conflict_answer_adopts_the_existing_object(proxied: tuple[str, FaultP
     def hide_megan(query: dict[str, str], body: Any, refetch: Any) -> Any:
         if isinstance(body, dict) and "filter" not in query:
             body["Resources"] = [r for r in body.get("Resources", []) if r.get("userName") != "megan.bowen@contoso.com"]
+            body["totalResults"] = len(body["Resources"])  # a count that contradicts the page is another fault
         return body
 
     proxy.add(Fault("rewrite", method="GET", path="/Users$", response=hide_megan, times=1))

@@ -1,19 +1,28 @@
-"""``reconciler apply``: drive each app's target until it matches (or apply a saved, reviewed plan)."""
+"""``reconciler apply``: drive each app's target until it matches (or apply a saved, reviewed plan).
+
+SIGTERM or SIGINT stops it between requests (:mod:`reconciler.commands.signals`): one line says how far it got,
+and the exit code is 143 or 130. A directory object that cannot be mapped or sent fails alone: it is named on
+stderr, the others are applied, and the exit code is 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.commands.common import add_target_flags, load_valid, options_from, run_async
+from reconciler.commands.signals import StopSignals
 from reconciler.errors import ReconcilerError
 from reconciler.lock import DEFAULT_WAIT, target_lock
-from reconciler.plan import Plan
+from reconciler.plan import Plan, Step
 from reconciler.progress import progress_reporter
 from reconciler.report import render_text
 from reconciler.run import AppRun, RunResult
+from reconciler.stopgate import Stopping, install_stop_gate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,33 +52,96 @@ def saved_plans(path: str) -> dict[str, Plan]:
         raise ReconcilerError(f"{path}: not a plan saved by 'reconciler plan --out' ({error})") from None
 
 
-async def apply_all(args: argparse.Namespace) -> list[RunResult]:
+@dataclass
+class Tally:
+    """How far an app's current round got, for the line that reports a stop."""
+
+    app: str
+    total: int = 0
+    done: int = 0
+    planned: bool = False
+
+    def start_round(self, total: int) -> None:
+        self.planned, self.total, self.done = True, total, 0
+
+    def stopped(self, signal_name: str) -> str:
+        if not self.planned:
+            return f"{self.app}: apply stopped by {signal_name} before any change; re-run to finish"
+        return f"{self.app}: apply stopped by {signal_name}: {self.done} of {self.total} steps done; re-run to finish"
+
+
+async def apply_all(args: argparse.Namespace, stop: StopSignals | None = None) -> list[RunResult]:
+    """Converge each app in turn; a stop signal ends the run between requests (``stop.summary`` says where)."""
+    stop = stop or StopSignals()
+    stop.install()
+    try:
+        return await _apply_each(args, stop)
+    finally:
+        stop.uninstall()
+
+
+async def _apply_each(args: argparse.Namespace, stop: StopSignals) -> list[RunResult]:
     options = options_from(args)
     saved = saved_plans(args.plan) if args.plan else {}
     results = []
     for loaded in load_valid(args):
         if args.plan and loaded.manifest.name not in saved:
             raise ReconcilerError(f"{args.plan}: has no plan for app {loaded.manifest.name!r}")
-        async with AppRun(loaded, options) as app:
-            with target_lock(app.url, wait=args.lock_wait, command=f"apply {loaded.manifest.name}"), \
-                    progress_reporter(loaded.manifest.name) as report:
-                def announce(number: int, plan: Plan, report=report) -> None:
-                    if number == 1:
-                        sys.stdout.write(render_text([plan], color=sys.stdout.isatty()))
-                        sys.stdout.flush()
-                    report.start_round(number, sum(1 for s in plan.steps if s.writes))
-                results.append(await app.converge(saved=saved.get(loaded.manifest.name), progress=report.step,
-                                                  on_round=announce))
+        tally = Tally(loaded.manifest.name)
+        if stop.requested:
+            stop.summary = tally.stopped(stop.name)
+            break
+        result: RunResult | None = None
+        try:
+            async with AppRun(loaded, options) as app:
+                install_stop_gate(app.client, stop.event)
+                try:
+                    result = await _converge(app, loaded.manifest.name, args, saved, tally)
+                except (Stopping, asyncio.CancelledError) as error:
+                    if not stop.caught(error):
+                        raise
+                    await stop.drain()  # before the client closes: the requests in flight are answered
+        except asyncio.CancelledError as error:  # the grace ran out while the client was closing
+            if not stop.caught(error):
+                raise
+        if result is None:
+            stop.summary = tally.stopped(stop.name)
+            break
+        results.append(result)
     return results
 
 
+async def _converge(app: AppRun, name: str, args: argparse.Namespace, saved: dict[str, Plan],
+                    tally: Tally) -> RunResult:
+    with target_lock(app.url, wait=args.lock_wait, command=f"apply {name}"), progress_reporter(name) as report:
+        def announce(number: int, plan: Plan) -> None:
+            if number == 1:
+                sys.stdout.write(render_text([plan], color=sys.stdout.isatty()))
+                sys.stdout.flush()
+            writes = sum(1 for s in plan.steps if s.writes)
+            report.start_round(number, writes)
+            tally.start_round(writes)
+
+        def progress(step: Step, ok: bool) -> None:
+            report.step(step, ok)
+            tally.done += ok
+
+        return await app.converge(saved=saved.get(name), progress=progress, on_round=announce)
+
+
 def run(args: argparse.Namespace) -> int:
-    results = run_async(apply_all(args))
+    stop = StopSignals()
+    results = run_async(apply_all(args, stop))
     status = 0
     for result in results:
         what = ", ".join(f"{n} {a}" for a, n in sorted(result.done().items())) or "nothing to do"
         state = "converged" if result.converged else "NOT converged"
+        if result.failed_objects:
+            state += f", {len(result.failed_objects)} object(s) failed"
         print(f"{result.app}: {what}; {result.writes} write request(s) in {len(result.rounds)} round(s); {state}")
+        for failed in result.failed_objects:
+            print(f"{result.app}: failed: {failed.kind.lower()} {failed.display}: {failed.reason}", file=sys.stderr)
+            status = 1
         for failure in result.failures:
             print(f"{result.app}: failed: {failure.step.action} {failure.step.kind} {failure.step.display}: "
                   f"{failure.reason}", file=sys.stderr)
@@ -78,4 +150,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{result.app}: pending: {step.action} {step.kind} {step.display}"
                       + (f" ({step.reason})" if step.reason else ""), file=sys.stderr)
             status = 1
+    if stop.summary:
+        print(stop.summary, file=sys.stderr)
+        return stop.exit_code
     return status

@@ -8,8 +8,10 @@ import os
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from pydantic import ValidationError
+
 from reconciler.errors import ManifestError, ReconcilerError
-from reconciler.manifest import LoadedManifest
+from reconciler.manifest import LoadedManifest, Target
 from reconciler.run import RunOptions
 from reconciler.secrets import REGISTRY
 from reconciler.validate import validate_paths
@@ -47,8 +49,20 @@ def register_manifest_secrets(loaded: list[LoadedManifest]) -> None:
     REGISTRY.register_environment(names, os.environ)
 
 
+def checked_target(url: str | None) -> str | None:
+    """``--target`` under the manifest's rules for a target URL (https, plain http only to loopback, no
+    credentials); the error names the flag, never the URL, which may hold a password."""
+    if not url:
+        return None
+    try:
+        return Target(url=url, token_env="UNUSED").url
+    except ValidationError as error:
+        reason = str(error.errors(include_url=False, include_input=False)[0]["msg"]).removeprefix("Value error, ")
+        raise ReconcilerError(f"--target: {reason}") from None
+
+
 def options_from(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(directory=args.directory, target=args.target,
+    return RunOptions(directory=args.directory, target=checked_target(args.target),
                       allow_deletes=getattr(args, "allow_deletes", False),
                       concurrency=getattr(args, "concurrency", None) or RunOptions.concurrency,
                       log_path=getattr(args, "log", None), bulk=not getattr(args, "no_bulk", False))

@@ -1,21 +1,33 @@
 """Read the directory from Microsoft Graph (async httpx), the only network code of the directory package.
 
-- The token comes from azure-identity's credential chain (``DefaultAzureCredential``: environment, workload
-  identity, managed identity, Azure CLI ...), for ``https://graph.microsoft.com/.default``. The identity needs
-  ``User.Read.All`` and ``GroupMember.Read.All``.
+- The endpoint is the manifest's ``provisioning.directory.graph.endpoint`` (default ``https://graph.microsoft.com``;
+  national clouds set theirs), read at ``{endpoint}/v1.0``. The token is the one in the variable ``tokenEnv`` names,
+  else azure-identity's credential chain (``DefaultAzureCredential``: environment, workload identity, managed
+  identity, Azure CLI ...) for ``{endpoint}/.default``. The identity needs ``User.Read.All`` and
+  ``GroupMember.Read.All``. Every token is registered with :mod:`reconciler.secrets`, so no output shows it.
 - Users and groups are listed with ``$select`` of only the properties the mappings and filters use, in pages of
-  999 following ``@odata.nextLink``; group members likewise, for the groups that matter (a few concurrently).
-- 429 and 503/504 are retried after ``Retry-After`` (or a growing pause); other errors stop with one line.
+  999 following ``@odata.nextLink``, but only to the endpoint's own scheme, host and port: the bearer token never
+  goes anywhere else. Group members are read through the typed casts (``members/microsoft.graph.user`` and
+  ``.../microsoft.graph.group``), for the groups that matter, a few concurrently.
+- Every request has a total deadline and a size cap, every paged read a page bound. 429 and 503 wait for
+  ``Retry-After`` (when it is a valid one, capped); 500/502/504, timeouts and connection failures back off
+  exponentially with jitter; all within a bounded number of retries and total wait. A 401 gets one fresh token and
+  one more try. Everything else stops with one line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
-import time
+import os
+import random
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -28,43 +40,99 @@ from reconciler.directory.names import (
     graph_select,
 )
 from reconciler.errors import DirectoryError
-from reconciler.manifest.model import Manifest
+from reconciler.manifest.model import GRAPH_ENDPOINT, GraphSource, Manifest
+from reconciler.secrets import register_secret
 
-GRAPH_URL = "https://graph.microsoft.com/v1.0"
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+GRAPH_VERSION = "/v1.0"
+GRAPH_URL = GRAPH_ENDPOINT + GRAPH_VERSION
+GRAPH_SCOPE = GRAPH_ENDPOINT + "/.default"
 PAGE_SIZE = 999
-RETRY_STATUSES = frozenset({429, 503, 504})
-MEMBER_TYPES = frozenset({"#microsoft.graph.user", "#microsoft.graph.group"})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+MEMBER_CASTS = ("microsoft.graph.user", "microsoft.graph.group")
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024   # a page of 999 users with every attribute is a few MB
+MAX_PAGES = 20_000                      # 20 million objects per collection
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def read_graph_directory(manifest: Manifest, reader: GraphReader | None = None) -> Directory:
+def read_graph_directory(manifest: Manifest, reader: GraphReader | None = None, *,
+                         manifest_file: str = "the manifest") -> Directory:
     """What ``manifest`` needs from Microsoft Graph: the attributes its mappings and filters read, every user,
-    and the members of its assigned groups (of every group with ``scope: all``)."""
+    and the members of its assigned groups (of every group with ``scope: all``). Without ``reader``, the one the
+    manifest's ``provisioning.directory.graph`` describes (``manifest_file`` names it in errors)."""
     from reconciler.directory.source import group_attributes, user_attributes
 
     provisioning = manifest.provisioning
     groups = None if provisioning.scope == "all" else [a.group for a in manifest.assignments if a.group]
-    reader = reader or GraphReader()
+    reader = reader or graph_reader(provisioning.directory.graph, manifest_file)
     return asyncio.run(reader.read(user_attributes(manifest), group_attributes(manifest), member_groups=groups))
+
+
+def graph_reader(source: GraphSource, manifest_file: str) -> GraphReader:
+    """The reader for a manifest's ``provisioning.directory.graph``: its endpoint, and its token variable if any."""
+    credential = EnvironmentToken(source.token_env, manifest_file) if source.token_env else None
+    return GraphReader(endpoint=source.endpoint, credential=credential)
 
 
 class TokenCredential(Protocol):
     async def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
 
 
+@dataclass(frozen=True)
+class _AccessToken:
+    token: str
+    expires_on: int = 0
+
+    def __repr__(self) -> str:
+        return "_AccessToken(token=...)"
+
+
+class EnvironmentToken:
+    """A pre-acquired Graph access token, from the variable ``provisioning.directory.graph.tokenEnv`` names."""
+
+    def __init__(self, variable: str, manifest_file: str) -> None:
+        self.variable = variable
+        self.manifest_file = manifest_file
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> _AccessToken:
+        value = os.environ.get(self.variable, "").strip()
+        if not value:
+            raise DirectoryError(f"{self.manifest_file}: environment variable {self.variable} is not set; it must "
+                                 "hold a Microsoft Graph access token (provisioning.directory.graph.tokenEnv)")
+        return _AccessToken(value)
+
+
 class GraphReader:
-    """Reads users, groups and direct memberships; ``transport`` and ``credential`` are injectable for tests."""
+    """Reads users, groups and direct memberships; ``transport``, ``credential`` and ``sleep`` are injectable for
+    tests, and so are the bounds: ``timeout`` (connect/read/write, seconds), ``deadline`` (one whole request),
+    ``max_retries``, the backoff (``base_delay`` doubling up to ``max_delay``, which also caps ``Retry-After``)
+    and ``max_total_wait`` (the waits of one request together)."""
 
     def __init__(self, *, credential: TokenCredential | None = None, transport: httpx.AsyncBaseTransport | None = None,
-                 base_url: str = GRAPH_URL, max_retries: int = 6, concurrency: int = 4,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 endpoint: str = GRAPH_ENDPOINT, max_retries: int = 6, concurrency: int = 4,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, timeout: float = 30.0,
+                 deadline: float = 120.0, base_delay: float = 0.5, max_delay: float = 60.0,
+                 max_total_wait: float = 300.0, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 max_pages: int = MAX_PAGES) -> None:
         self._credential = credential
         self._transport = transport
-        self._base_url = base_url.rstrip("/")
+        self._endpoint = endpoint.rstrip("/")
+        self._base_url = self._endpoint + GRAPH_VERSION
+        self._scope = self._endpoint + "/.default"
+        self._origin = _origin(httpx.URL(self._endpoint))
         self._max_retries = max_retries
         self._concurrency = concurrency
         self._sleep = sleep
+        self._timeout = timeout
+        self._deadline = deadline
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._max_total_wait = max_total_wait
+        self._max_response_bytes = max_response_bytes
+        self._max_pages = max_pages
         self._token: str | None = None
+        self._active_credential: Any = None
+        self._refreshing = asyncio.Lock()
         self.requests = 0
 
     async def read(self, user_attributes: Iterable[str] | None = None, group_attributes: Iterable[str] | None = None,
@@ -81,9 +149,12 @@ class GraphReader:
         owned = credential is None
         if owned:
             credential = _ChainCredential()
+        self._active_credential = credential
+        self._refreshing = asyncio.Lock()  # bound to this read's event loop
         try:
-            self._token = await _token(credential)
-            async with httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(60.0)) as client:
+            self._token = await _token(credential, self._scope)
+            async with httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(self._timeout),
+                                         follow_redirects=False) as client:
                 params = {"$select": ",".join(users_select), "$top": str(PAGE_SIZE)}
                 if expand_manager:
                     params["$expand"] = "manager($select=id)"
@@ -91,74 +162,149 @@ class GraphReader:
                 groups = await self._pages(client, "/groups", {"$select": ",".join(groups_select),
                                                                "$top": str(PAGE_SIZE)})
                 wanted = _wanted_groups(groups, member_groups)
-                members = await self._members(client, [g["id"] for g in groups if g.get("id") in wanted])
+                members = await self._members(client, [g["id"] for g in groups if g["id"] in wanted])
                 deleted = await self._pages(client, "/directory/deletedItems/microsoft.graph.user",
                                             {"$select": "id,userPrincipalName", "$top": str(PAGE_SIZE)})
         finally:
             self._token = None
+            self._active_credential = None
             if owned and hasattr(credential, "close"):
                 await credential.close()
         return Directory(
-            tuple(DirectoryUser(u["id"], _clean(u)) for u in users if u.get("id")),
-            tuple(DirectoryGroup(g["id"], _clean(g), members.get(g["id"], ())) for g in groups if g.get("id")),
+            tuple(DirectoryUser(u["id"], _clean(u)) for u in users),
+            tuple(DirectoryGroup(g["id"], _clean(g), members.get(g["id"], ())) for g in groups),
             "Microsoft Graph",
-            tuple(DirectoryUser(u["id"], _clean(u)) for u in deleted if u.get("id")),
+            tuple(DirectoryUser(u["id"], _clean(u)) for u in deleted),
         )
 
     async def _members(self, client: httpx.AsyncClient, group_ids: list[str]) -> dict[str, tuple[str, ...]]:
+        """Direct members that are users or groups, through Graph's typed casts (devices and service principals
+        are not members we provision); a member in both answers is kept once."""
         limit = asyncio.Semaphore(self._concurrency)
 
-        async def one(group_id: str) -> tuple[str, tuple[str, ...]]:
+        async def cast(group_id: str, type_name: str) -> list[str]:
             async with limit:
-                items = await self._pages(client, f"/groups/{group_id}/members",
+                items = await self._pages(client, f"/groups/{quote(group_id, safe='')}/members/{type_name}",
                                           {"$select": "id", "$top": str(PAGE_SIZE)})
-            ids = [i["id"] for i in items if i.get("id") and i.get("@odata.type", "") in MEMBER_TYPES]
-            return group_id, tuple(dict.fromkeys(ids))
+            return [i["id"] for i in items]
+
+        async def one(group_id: str) -> tuple[str, tuple[str, ...]]:
+            lists = await asyncio.gather(*(cast(group_id, t) for t in MEMBER_CASTS))
+            return group_id, tuple(dict.fromkeys(i for ids in lists for i in ids))
 
         return dict(await asyncio.gather(*(one(g) for g in group_ids)))
 
     async def _pages(self, client: httpx.AsyncClient, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        """Every item of a Graph collection, following ``@odata.nextLink``."""
+        """Every item (with a string id) of a Graph collection, following ``@odata.nextLink`` on our origin only."""
         url: str | None = self._base_url + path
         query: dict[str, str] | None = params
         items: list[dict[str, Any]] = []
+        seen: set[str] = set()
         while url:
+            if len(seen) >= self._max_pages:
+                raise DirectoryError(f"Microsoft Graph: GET {GRAPH_VERSION}{path}: more than {self._max_pages} "
+                                     "pages; stopped")
+            seen.add(url)
             body = await self._get(client, url, query)
             page = body.get("value")
             if not isinstance(page, list):
-                raise DirectoryError(f"Microsoft Graph: GET {path} answered without a 'value' list")
-            items.extend(i for i in page if isinstance(i, dict))
-            url = body.get("@odata.nextLink")
+                raise DirectoryError(f"Microsoft Graph: GET {GRAPH_VERSION}{path} answered without a 'value' list")
+            items.extend(i for i in page if isinstance(i, dict) and isinstance(i.get("id"), str) and i["id"])
+            url = self._next_link(url, body.get("@odata.nextLink"), path)
+            if url in seen:
+                raise DirectoryError(f"Microsoft Graph: GET {GRAPH_VERSION}{path}: the next page link repeats a "
+                                     "page already read; stopped")
             query = None  # the next link carries the query
         return items
 
+    def _next_link(self, current: str, link: Any, path: str) -> str | None:
+        """The next page's URL, only if it is on the endpoint's own scheme, host and port (it receives our token)."""
+        if link is None:
+            return None
+        shown = f"Microsoft Graph: GET {GRAPH_VERSION}{path}"
+        if not isinstance(link, str) or not link:
+            raise DirectoryError(f"{shown}: '@odata.nextLink' is not a URL")
+        try:
+            url = httpx.URL(current).join(link)
+        except httpx.InvalidURL:
+            raise DirectoryError(f"{shown}: '@odata.nextLink' is not a valid URL") from None
+        if url.userinfo:
+            raise DirectoryError(f"{shown}: the next page link carries credentials; not followed")
+        if _origin(url) != self._origin:
+            raise DirectoryError(f"{shown}: the next page link points to {_origin_text(url)}, not to "
+                                 f"{self._endpoint}; not followed (the token is sent to the Graph endpoint only)")
+        return str(url)
+
     async def _get(self, client: httpx.AsyncClient, url: str, params: dict[str, str] | None) -> dict[str, Any]:
         path = httpx.URL(url).path
-        for attempt in range(self._max_retries + 1):
+        retries, waited, refreshed = 0, 0.0, False
+        while True:
+            token = self._token
             self.requests += 1
             try:
-                response = await client.get(url, params=params, headers={
-                    "Authorization": f"Bearer {self._token}", "Accept": "application/json"})
-            except httpx.HTTPError as exc:
-                raise DirectoryError(f"Microsoft Graph: GET {path}: cannot connect ({type(exc).__name__}: {exc})") \
+                status, headers, body = await self._fetch(client, url, params, token, path)
+            except (httpx.TransportError, TimeoutError) as exc:  # httpx.TimeoutException is a TransportError
+                failure = f"Microsoft Graph: GET {path}: {self._describe(exc)}"
+                delay = self._backoff(retries)
+            except httpx.HTTPError as exc:  # e.g. a body that does not decode as its Content-Encoding says
+                raise DirectoryError(f"Microsoft Graph: GET {path}: unreadable answer ({self._describe(exc)})") \
                     from None
-            if response.status_code in RETRY_STATUSES:
-                if attempt == self._max_retries:
-                    raise DirectoryError(f"Microsoft Graph: GET {path}: still answering {response.status_code} "
-                                         f"after {self._max_retries} retries")
-                await self._sleep(_retry_after(response, attempt))
-                continue
-            if response.status_code != 200:
-                raise DirectoryError(f"Microsoft Graph: GET {path} answered {response.status_code}"
-                                     f"{_graph_error(response)}")
-            try:
-                body = response.json()
-            except ValueError:
-                raise DirectoryError(f"Microsoft Graph: GET {path} answered with invalid JSON") from None
-            if not isinstance(body, dict):
-                raise DirectoryError(f"Microsoft Graph: GET {path} answered with unexpected JSON")
-            return body
-        raise AssertionError("unreachable")
+            else:
+                if status == 200:
+                    return _json_object(path, body)
+                if status == 401 and not refreshed:
+                    refreshed = True
+                    await self._refresh(token)
+                    continue
+                if status not in RETRY_STATUSES:
+                    again = " again with a fresh token" if status == 401 else ""
+                    raise DirectoryError(f"Microsoft Graph: GET {path} answered {status}{again}"
+                                         f"{_graph_error(status, body)}")
+                failure = f"Microsoft Graph: GET {path}: still answering {status}"
+                retry_after = parse_retry_after(headers.get("Retry-After")) if status in RETRY_AFTER_STATUSES else None
+                delay = self._backoff(retries) if retry_after is None else min(retry_after, self._max_delay)
+            if retries >= self._max_retries or waited + delay > self._max_total_wait:
+                raise DirectoryError(f"{failure} after {retries} retries")
+            retries += 1
+            waited += delay
+            await self._sleep(delay)
+
+    async def _fetch(self, client: httpx.AsyncClient, url: str, params: dict[str, str] | None, token: str | None,
+                     path: str) -> tuple[int, httpx.Headers, bytes]:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        async with asyncio.timeout(self._deadline):
+            async with client.stream("GET", url, params=params, headers=headers) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self._max_response_bytes:
+                        raise DirectoryError(f"Microsoft Graph: GET {path} answered more than "
+                                             f"{self._max_response_bytes} bytes; stopped")
+                    chunks.append(chunk)
+                return response.status_code, response.headers, b"".join(chunks)
+
+    async def _refresh(self, used: str | None) -> None:
+        """A new token after a 401, unless a concurrent request already got one since ``used`` was sent."""
+        async with self._refreshing:
+            if self._token == used:
+                self._token = await _token(self._active_credential, self._scope)
+
+    def _backoff(self, retry: int) -> float:
+        """Full jitter over base_delay * 2**retry, capped at max_delay."""
+        return random.uniform(0, min(self._max_delay, self._base_delay * 2 ** min(retry, 30)))
+
+    def _describe(self, error: Exception) -> str:
+        name = type(error).__name__
+        if isinstance(error, httpx.TimeoutException):
+            return f"no answer within {self._timeout:g}s ({name})"
+        if isinstance(error, TimeoutError):
+            return f"no complete answer within {self._deadline:g}s"
+        text = " ".join(str(error).split())
+        if not isinstance(error, httpx.TransportError):
+            return f"{name}: {text}" if text else name
+        what = "cannot connect" if isinstance(error, httpx.ConnectError) else "connection failed"
+        return f"{what} ({name}: {text})" if text else f"{what} ({name})"
 
 
 class _ChainCredential:
@@ -180,46 +326,81 @@ class _ChainCredential:
         self._credential.close()
 
 
-async def _token(credential: Any) -> str:
+async def _token(credential: Any, scope: str) -> str:
     try:
-        token = await credential.get_token(GRAPH_SCOPE)
+        token = await credential.get_token(scope)
+    except DirectoryError:
+        raise
     except Exception as exc:  # azure-identity raises several types; all mean "no token"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DirectoryError(f"Microsoft Graph: no token from the Azure credential chain: {first} (sign in with "
                              "'az login', or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET)") from None
-    return str(token.token)
+    value = str(token.token)
+    register_secret(value)
+    return value
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date, RFC 9110); None when absent or not
+    one of those ("soon", "-5", "1e999", a broken date): the caller then backs off on its own."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value) if len(value) < 10 else float("inf")  # the caller caps it
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    scheme = url.scheme.lower()
+    return scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _origin_text(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+
+
+def _json_object(path: str, body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise DirectoryError(f"Microsoft Graph: GET {path} answered with invalid JSON") from None
+    if not isinstance(data, dict):
+        raise DirectoryError(f"Microsoft Graph: GET {path} answered with unexpected JSON")
+    return data
 
 
 def _wanted_groups(groups: list[dict[str, Any]], keys: Iterable[str] | None) -> set[str]:
     if keys is None:
-        return {g["id"] for g in groups if g.get("id")}
+        return {g["id"] for g in groups}
     wanted = {k.lower() for k in keys}
-    return {g["id"] for g in groups if g.get("id") and (g["id"].lower() in wanted
-                                                         or str(g.get("displayName", "")).lower() in wanted)}
+    return {g["id"] for g in groups if g["id"].lower() in wanted or str(g.get("displayName", "")).lower() in wanted}
 
 
 def _clean(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("@odata.")}
 
 
-def _retry_after(response: httpx.Response, attempt: int) -> float:
-    """Seconds to wait: the server's Retry-After (seconds or an HTTP date), else 1, 2, 4 ... capped at 60."""
-    header = response.headers.get("Retry-After")
-    if header:
-        try:
-            return min(max(float(header), 0.0), 300.0)
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(header) if header else None
-            if when is not None:
-                return min(max(when.timestamp() - time.time(), 0.0), 300.0)
-    return float(min(2 ** attempt, 60))
-
-
-def _graph_error(response: httpx.Response) -> str:
-    hint = " (the identity needs User.Read.All and GroupMember.Read.All)" if response.status_code in (401, 403) else ""
+def _graph_error(status: int, body: bytes) -> str:
+    hint = " (the identity needs User.Read.All and GroupMember.Read.All)" if status in (401, 403) else ""
     try:
-        error = response.json().get("error", {})
+        error = json.loads(body).get("error", {})
         code, message = error.get("code"), error.get("message")
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):
         return hint
-    return f": {code}: {message}{hint}" if code else hint
+    if not code:
+        return hint
+    return f": {_one_line(code)}: {_one_line(message)}{hint}"
+
+
+def _one_line(value: Any, limit: int = 300) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[:limit] + "..."

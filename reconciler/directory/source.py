@@ -15,7 +15,8 @@ from reconciler.manifest.model import Manifest, Mapping
 
 def directory_for(loaded: LoadedManifest, override: str | None) -> Directory:
     """``override`` (a snapshot path, as given on the command line), else the manifest's
-    ``provisioning.directory.snapshot`` (relative to the manifest's folder), else Microsoft Graph."""
+    ``provisioning.directory.snapshot`` (relative to the manifest's folder), else Microsoft Graph (at the
+    manifest's ``provisioning.directory.graph`` endpoint, with its token variable if it names one)."""
     if override:
         return load_snapshot(override)
     snapshot = loaded.manifest.provisioning.directory.snapshot
@@ -23,7 +24,7 @@ def directory_for(loaded: LoadedManifest, override: str | None) -> Directory:
         return load_snapshot(Path(loaded.file).parent / snapshot)
     from reconciler.directory.graph import read_graph_directory  # network code only when it is needed
 
-    return read_graph_directory(loaded.manifest)
+    return read_graph_directory(loaded.manifest, manifest_file=loaded.file)
 
 
 def user_attributes(manifest: Manifest) -> set[str]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.errors import ManifestError, Problem
 from reconciler.manifest.checks import check_document
+from reconciler.manifest.confine import manifest_outside_repository
 from reconciler.manifest.model import Manifest
 from reconciler.manifest.positions import Loc, SourceMap, dotted
 from reconciler.manifest.yamldoc import read_yaml
@@ -52,7 +53,8 @@ def manifest_files(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], 
             files.append(str(path))
         else:
             problems.append(Problem(str(path), 1, 1, "no such file or folder"))
-    return files, problems
+    outside = {file: problem for file in files if (problem := manifest_outside_repository(file))}
+    return [f for f in files if f not in outside], problems + list(outside.values())
 
 
 def load_manifest(path: str | os.PathLike[str]) -> LoadedManifest:

@@ -2,7 +2,8 @@
 
 Vocabulary: the **Azure side** is the declared-resource listing of the base revision against the working tree's
 (offline, under Pulumi's mocks, so it needs no credentials); the **SCIM side** is a live plan per app (read-only)
-when its directory and target are reachable, else one line saying why not. Safe defaults: a preview never writes
+against the base revision's target when its directory and target are reachable, else one line saying why not (a
+pull request that changes where the token goes is planned after merge). Safe defaults: a preview never writes
 to a target; secrets are scrubbed from the finished text whatever went wrong; personal data is masked on request.
 
 Modules: ``gitrev`` (manifests at a revision), ``azure_side``, ``scim_side``, ``model``, ``mask`` (secrets and

@@ -11,10 +11,12 @@ from reconciler.errors import ManifestError, Problem, ReconcilerError
 from reconciler.manifest import LoadedManifest
 from reconciler.manifest.load import load_bytes
 from reconciler.preview.gitrev import BaseUnavailable, manifests_at
-from reconciler.preview.mask import PiiMasker, scrub_secrets, secret_values
+from reconciler.preview.mask import PiiMasker
 from reconciler.preview.model import AppPreview, Preview
 from reconciler.preview.render import LIMIT, Renderer
 from reconciler.preview.scim_side import ScimResult, scim_side
+from reconciler.report.escape import code_span
+from reconciler.secrets import REGISTRY, scrub
 from reconciler.validate import validate_paths
 
 # Attributes whose values name a person: with masking on, they are hashed wherever they appear in the comment.
@@ -46,8 +48,9 @@ def _load_base(options: PreviewOptions) -> tuple[list[LoadedManifest], str, str]
             loaded.append(load_bytes(file.content, f"{options.base}:{file.path}"))
         except ManifestError as error:
             problems += error.problems
-    label = f"`{options.base}` (`{revision.short}`)" if revision.short[:7] not in options.base else \
-        f"`{options.base}`"
+    label = code_span(options.base)
+    if revision.short[:7] not in options.base:
+        label += f" ({code_span(revision.short)})"
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return [], label, f"the base revision's manifests do not load with this version: {problems[0]}{more}"
@@ -65,6 +68,7 @@ def build_preview(options: PreviewOptions) -> tuple[Preview, list[LoadedManifest
     preview = Preview(problems=problems, attachments=list(options.attachments))
     preview.valid = not any(p.is_error for p in problems)
     base, preview.base_label, preview.azure_reason = _load_base(options)
+    base_known = not preview.azure_reason
     if not preview.valid:
         return preview, head, base
 
@@ -80,7 +84,8 @@ def build_preview(options: PreviewOptions) -> tuple[Preview, list[LoadedManifest
             preview.azure_reason = f"the base revision's resources cannot be listed: {' '.join(str(error).split())}"
         else:
             side = azure_side(before, after)
-    live = scim_side(head, directory=options.directory, target=options.target)
+    reviewed = {m.manifest.name: m for m in base} if base_known else None
+    live = scim_side(head, reviewed, directory=options.directory, target=options.target)
     names = sorted({m.manifest.name for m in head} | {m.manifest.name for m in base} | (side.apps if side else set()))
     in_head = {m.manifest.name for m in head}
     for name in names:
@@ -121,4 +126,5 @@ def render_preview(options: PreviewOptions) -> tuple[str, Preview]:
     if masker is not None:
         comment = masker.mask(comment)
     token_envs = {m.manifest.provisioning.target.token_env for m in (*head, *base)}
-    return scrub_secrets(comment, secret_values(token_envs)), preview
+    REGISTRY.register_environment(token_envs, os.environ)
+    return scrub(comment), preview

@@ -1,8 +1,7 @@
 """What must not reach a pull request: secrets always, personal data when ``--mask-pii`` asks.
 
 Secrets are kept out by construction (tokens never enter a plan, SecretToken inputs are masked in the declared
-listing); :func:`scrub_secrets` is the last line of defence over the finished text, replacing the value of every
-token variable a manifest names, and of every environment variable whose name says it is a secret.
+listing), and the finished comment passes the one scrubber of :mod:`reconciler.secrets` like every other output.
 
 :class:`PiiMasker` replaces user names and email addresses with short hashes that are stable across runs (the same
 person gets the same hash in every comment, so a reviewer can still follow one user through a change). With
@@ -15,36 +14,13 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from reconciler.azure.ids import slug
 
-SECRET = "[secret]"
 SALT_ENV = "RECONCILER_MASK_SALT"
-MIN_SECRET_LENGTH = 6
-SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY|CONNECTION_?STRING", re.I)
 EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
-
-
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
-
-
-def secret_values(token_envs: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
-    """The values to scrub: each named token variable, and every variable whose name looks secret."""
-    env = os.environ if environ is None else environ
-    names = set(token_envs) | {name for name in env if SECRET_NAME.search(name)}
-    values = {env[name] for name in names if len(env.get(name) or "") >= MIN_SECRET_LENGTH}
-    return sorted(values, key=len, reverse=True)
-
-
-def scrub_secrets(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, SECRET)
-    return text
 
 
 class PiiMasker:

@@ -14,8 +14,9 @@ from typing import Any
 
 from reconciler.plan import DESTRUCTIVE, Step
 from reconciler.preview.azure_side import ResourceChange
-from reconciler.preview.mask import PiiMasker, strip_ansi
+from reconciler.preview.mask import PiiMasker
 from reconciler.preview.model import AppPreview, Preview
+from reconciler.report.escape import code_span, escape_markdown, strip_controls
 from reconciler.report.rows import show
 
 MARKER = "<!-- reconciler-preview -->"
@@ -42,17 +43,6 @@ class Block:
         return "\n".join([*self.footer, "", "</details>", ""]) + "\n"
 
 
-def text(value: str) -> str:
-    """Text made inert in Markdown and HTML: no tags, no table breaks, no @mentions, no control characters."""
-    value = strip_ansi(value)
-    value = "".join(c if c >= " " or c == "\t" else " " for c in value)
-    value = html.escape(value, quote=False)
-    for char, entity in (("|", "&#124;"), ("@", "&#64;"), ("`", "&#96;"), ("[", "&#91;"), ("]", "&#93;"),
-                         ("*", "&#42;"), ("\\", "&#92;")):
-        value = value.replace(char, entity)
-    return " ".join(value.split()) or " "
-
-
 def short(value: Any) -> str:
     return show(value, MAX_VALUE)
 
@@ -74,7 +64,7 @@ class Renderer:
         return self.masker.mask(value) if self.masker is not None else value
 
     def row(self, *cells: str) -> str:
-        return "| " + " | ".join(text(self.mask(c)) for c in cells) + " |"
+        return "| " + " | ".join(escape_markdown(self.mask(c)) or " " for c in cells) + " |"
 
     # -- summary -------------------------------------------------------------------------------------------------
 
@@ -134,7 +124,7 @@ class Renderer:
 
     def _flags(self, app: AppPreview) -> list[str]:
         flags = []
-        name = f"`{text(app.name)}`"
+        name = code_span(app.name)
         plan = app.scim.plan if app.scim else None
         if plan is not None and plan.destructive:
             if plan.destructive > plan.threshold:
@@ -158,10 +148,11 @@ class Renderer:
     def _not_evaluated(self) -> list[str]:
         lines = []
         if self.preview.azure_reason:
-            lines.append(f"- Azure side not evaluated: {text(self.preview.azure_reason)}")
+            lines.append(f"- Azure side not evaluated: {escape_markdown(self.preview.azure_reason)}")
         for app in self.preview.apps:
             if app.scim is not None and app.scim.plan is None:
-                lines.append(f"- `{text(app.name)}`: SCIM side not evaluated: {text(self.mask(app.scim.reason))}")
+                lines.append(f"- {code_span(app.name)}: SCIM side not evaluated: "
+                             f"{escape_markdown(self.mask(app.scim.reason))}")
         return [*lines, ""] if lines else []
 
     def _checks(self) -> list[str]:
@@ -201,9 +192,9 @@ class Renderer:
         for app in p.apps:
             blocks += self._app_blocks(app)
         for title, content in p.attachments:
-            lines = strip_ansi(content).splitlines()
-            blocks.append(Block(text(title), ["<pre>"], [html.escape(self.mask(line), quote=False) for line in lines],
-                                ["</pre>"]))
+            lines = strip_controls(content).splitlines()
+            blocks.append(Block(escape_markdown(title), ["<pre>"],
+                                [html.escape(self.mask(line), quote=False) for line in lines], ["</pre>"]))
         return blocks
 
     def _destructive(self, app: AppPreview) -> Block | None:
@@ -214,7 +205,8 @@ class Renderer:
             return None
         count = len(removes) + len(steps)
         flag = " (over the deletion threshold)" if plan is not None and plan.guarded else ""
-        block = Block(f"<code>{text(app.name)}</code>: {count} removal(s), disable(s) and delete(s){flag}",
+        name = escape_markdown(app.name)
+        block = Block(f"<code>{name}</code>: {count} removal(s), disable(s) and delete(s){flag}",
                       ["| side | action | kind | object | reason |", "|---|---|---|---|---|"], open=True)
         block.rows += [self.row("Azure", "remove", c.short_type, c.name, "") for c in removes]
         block.rows += [self.row("SCIM", _VERBS.get(s.action, s.action), s.kind, self._display(s), s.reason)
@@ -235,9 +227,10 @@ class Renderer:
 
     def _app_blocks(self, app: AppPreview) -> list[Block]:
         blocks = []
+        name = escape_markdown(app.name)
         azure = [c for c in app.azure or () if c.action != "remove"]
         if azure:
-            block = Block(f"<code>{text(app.name)}</code>: Azure side, {len(azure)} resource(s) to add or change",
+            block = Block(f"<code>{name}</code>: Azure side, {len(azure)} resource(s) to add or change",
                           ["| action | resource | type | input | old | new |", "|---|---|---|---|---|---|"])
             for change in azure:
                 block.rows += self._azure_rows(change)
@@ -245,14 +238,14 @@ class Renderer:
         plan = app.scim.plan if app.scim else None
         if plan is not None and (plan.steps or plan.notes):
             steps = sorted((s for s in plan.steps if s.action not in DESTRUCTIVE), key=step_key)
-            block = Block(f"<code>{text(app.name)}</code>: SCIM side ({text(plan.target)}), "
+            block = Block(f"<code>{name}</code>: SCIM side ({escape_markdown(plan.target)}), "
                           f"{len(steps)} change(s)" + (" besides the disables and deletes above"
                                                        if len(steps) < len(plan.steps) else ""),
                           ["| action | kind | object | attribute | old | new |", "|---|---|---|---|---|---|"])
             for step in steps:
                 block.rows += self._step_rows(step)
             if plan.notes:
-                block.footer = ["", *(f"- {text(self.mask(note))}" for note in plan.notes)]
+                block.footer = ["", *(f"- {escape_markdown(self.mask(note))}" for note in plan.notes)]
             blocks.append(block)
         return blocks
 

@@ -1,22 +1,28 @@
-"""Markdown rendering: summary counts first, destructive steps flagged, details in collapsible blocks."""
+"""Markdown rendering: summary counts first, destructive steps flagged, details in collapsible blocks.
+
+Every value from the directory or the target goes through :func:`reconciler.report.escape.escape_markdown`:
+the output is appended to job summaries, where a ``</details>``, a link or an @mention in a user's name must stay
+text.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from reconciler.plan import Plan
+from reconciler.report.escape import code_span, escape_markdown
 from reconciler.report.rows import step_rows, summary_line
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ") or " "
+    return escape_markdown(text) or " "
 
 
 def render_markdown(plans: Sequence[Plan]) -> str:
     lines: list[str] = []
     for plan in plans:
         counts = plan.summary()
-        lines.append(f"### `{plan.app}`: {summary_line(plan)}")
+        lines.append(f"### {code_span(plan.app)}: {summary_line(plan)}")
         lines.append("")
         lines.append("| create | update | adopt | disable | delete | conflict |")
         lines.append("|---:|---:|---:|---:|---:|---:|")
@@ -29,7 +35,7 @@ def render_markdown(plans: Sequence[Plan]) -> str:
                          f"(deletionThreshold {plan.threshold}).")
             lines.append("")
         for note in plan.notes:
-            lines.append(f"> {note}")
+            lines.append(f"> {escape_markdown(note)}")
         if plan.notes:
             lines.append("")
         if plan.empty:

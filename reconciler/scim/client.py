@@ -12,6 +12,12 @@ Safe defaults, in the order they matter:
 - **No secrets.** The bearer token lives only in a private auth object; it is in no repr, log or error
   message, and is scrubbed from any server text quoted in an error.
 - **Safe queries.** Filter values are JSON strings (:func:`eq_filter`); plain ``http://`` only to loopback.
+- **Bounded answers.** Every attempt has a total deadline (``request_timeout``: httpx's own timeout is per read,
+  so a server trickling a byte a second would never trip it); bodies are streamed and refused past
+  ``max_response_bytes``; a paged read ends with an error past ``totalResults`` (plus slack) or ``max_objects``.
+- **Extra trust, not less.** :func:`target_ssl_context` adds a PEM file of CAs (a manifest's ``caBundle``) to
+  httpx's default trust (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), so private and public targets both
+  verify.
 
 Wire shapes are plain dicts: ``scim2-models`` validation costs far more per resource than the reconciler can
 afford on full reads (see ``benchmarks/scim_models.py``); it is used for the small discovery documents and
@@ -21,11 +27,14 @@ errors.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ipaddress
 import json
+import os
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -42,6 +51,7 @@ from reconciler.scim.discovery import (
 )
 from reconciler.scim.errors import (
     OutcomeUnknown,
+    ResponseTooLarge,
     TargetResponseError,
     TargetStatusError,
     TargetUnreachable,
@@ -54,6 +64,17 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGES = 100_000
+MIB = 1024 * 1024
+DEFAULT_REQUEST_TIMEOUT = 60.0          # seconds per attempt, the whole answer included
+DEFAULT_MAX_RESPONSE_BYTES = 64 * MIB
+DEFAULT_MAX_OBJECTS = 1_000_000         # resources in one paged read
+# The settings' environment variables (read by reconciler.run), named in the errors so a user knows the knob.
+REQUEST_TIMEOUT_ENV = "RECONCILER_REQUEST_TIMEOUT"
+MAX_RESPONSE_BYTES_ENV = "RECONCILER_MAX_RESPONSE_BYTES"
+MAX_OBJECTS_ENV = "RECONCILER_MAX_OBJECTS"
+ERROR_BODY_BYTES = 64 * 1024            # of an error answer, only the start is read (for its detail)
+DETAIL_CHARS = 1000                     # server text quoted in an error: scrubbed first, then cut to this
+TEXT_DETAIL_CHARS = 200
 
 # Failures where nothing reached the server: always safe to retry.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -75,6 +96,60 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def target_ssl_context(ca_bundle: str | os.PathLike[str]) -> ssl.SSLContext:
+    """httpx's default trust (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``) plus the CAs of a PEM file.
+
+    A missing, unreadable or invalid file is a :class:`TargetError` naming it.
+    """
+    context = httpx.create_ssl_context()
+    try:
+        context.load_verify_locations(cafile=os.fspath(ca_bundle))
+    except OSError as error:  # ssl.SSLError is an OSError too
+        reason = error.strerror or getattr(error, "reason", None) or str(error) or type(error).__name__
+        if isinstance(error, ssl.SSLError):
+            reason = f"not a PEM file of CA certificates ({reason})"
+        raise TargetError(f"CA bundle {os.fspath(ca_bundle)!r}: {reason}") from None
+    return context
+
+
+def _tls_failure(error: BaseException) -> str | None:
+    """The reason when ``error`` (or what caused it) is a failed TLS certificate verification, else None."""
+    seen: BaseException | None = error
+    for _ in range(8):  # a chain is short; the bound only guards against a cycle
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or seen.reason or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _size(count: int) -> str:
+    return f"{count // MIB} MiB" if count >= MIB and count % MIB == 0 else f"{count} bytes"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A response read in full within the limits (httpx's own Response is streamed and closed by then)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes             # of an error answer, only its start (its detail is all that is used)
+    charset: str | None = None
+
+    @property
+    def text(self) -> str:
+        charset = self.charset or "utf-8"
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            charset = "utf-8"
+        return self.content.decode(charset, errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 class _BearerAuth(httpx.Auth):
@@ -147,11 +222,18 @@ class ScimClient:
 
     ``token`` is the bearer token's value (read by the caller from the manifest's ``tokenEnv``); None sends no
     ``Authorization`` header. ``sleep`` is the wait used between retries (tests pass a recorder).
+
+    ``timeout`` is httpx's, per connect or read; ``request_timeout`` bounds each attempt as a whole (sending,
+    waiting and reading the full answer). ``max_response_bytes`` caps an answer's body, ``max_objects`` one
+    paged read. ``ssl_context`` replaces httpx's default one (:func:`target_ssl_context` adds a caBundle to it).
     """
 
     def __init__(self, base_url: str, token: str | None, *, retry: RetryPolicy | None = None,
                  timeout: float = 30.0, max_connections: int = 16, page_size: int = DEFAULT_PAGE_SIZE,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, max_objects: int = DEFAULT_MAX_OBJECTS,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise TargetError(f"target URL {base_url!r} is not an http(s) URL")
@@ -162,6 +244,9 @@ class ScimClient:
         self._base_params = dict(parse_qsl(parts.query, keep_blank_values=True))
         self.retry = retry or RetryPolicy()
         self.page_size = page_size
+        self.request_timeout = request_timeout
+        self.max_response_bytes = max_response_bytes
+        self.max_objects = max_objects
         self.capabilities = Capabilities()
         self._sleep = sleep
         self._auth = _BearerAuth(token) if token else None
@@ -173,6 +258,7 @@ class ScimClient:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"Accept": f"{SCIM_JSON}, application/json"},
             follow_redirects=False,
+            verify=ssl_context if ssl_context is not None else True,
         )
 
     def __repr__(self) -> str:
@@ -196,7 +282,8 @@ class ScimClient:
     # -- discovery -------------------------------------------------------------------------------------------
 
     async def discover(self) -> Capabilities:
-        """Read /ServiceProviderConfig, /ResourceTypes and /Schemas; whatever fails falls back to defaults."""
+        """Read /ServiceProviderConfig, /ResourceTypes and /Schemas; whatever fails falls back to defaults
+        (but an answer past the size limit, a refused token or an unreachable target stop the run)."""
         fields: dict[str, Any] = {}
         found = False
         config = await self._optional_get("/ServiceProviderConfig")
@@ -221,6 +308,8 @@ class ScimClient:
             if error.status in (401, 403):
                 raise
             return None
+        except ResponseTooLarge:
+            raise
         except TargetResponseError:
             return None
 
@@ -279,6 +368,10 @@ class ScimClient:
         Stops when ``startIndex`` passes ``totalResults``, on an empty page, or on a page of ids already seen;
         a repeated page while ``totalResults`` says more remain is an error (a partial read is never returned).
         ``attributes`` is dropped (once per client) if the server refuses it with 400.
+
+        Bounded against servers that never stop: more fresh ids than the first page's ``totalResults`` plus
+        slack (objects created during the read), or more than ``max_objects`` in all, is an error; so is a
+        first page with ``totalResults`` above zero and no ``Resources``.
         """
         path = self.endpoint(resource_type)
         size = page_size or self.page_size
@@ -286,6 +379,7 @@ class ScimClient:
             size = min(size, self.capabilities.max_results)
         seen: set[str] = set()
         start = 1
+        ceiling: int | None = None  # the most fresh ids the first page's totalResults allows
         for _ in range(MAX_PAGES):
             params: dict[str, Any] = {"startIndex": start, "count": size}
             if filter is not None:
@@ -302,6 +396,10 @@ class ScimClient:
                     continue
                 raise
             resources = self._list(body, "GET", path)
+            total = body.get("totalResults")
+            total = total if isinstance(total, int) and not isinstance(total, bool) else None
+            if start == 1 and not seen:
+                ceiling = self._first_page_checks(path, total, resources, size)
             fresh = []
             for resource in resources:
                 rid = resource.get("id")
@@ -310,8 +408,7 @@ class ScimClient:
                 if rid not in seen:
                     seen.add(rid)
                     fresh.append(resource)
-            total = body.get("totalResults")
-            total = total if isinstance(total, int) and not isinstance(total, bool) else None
+            self._check_count(path, len(seen), ceiling)
             if not fresh:
                 if resources and total is not None and len(seen) < total:
                     raise TargetResponseError("GET", path, f"paging repeats resources after {len(seen)} of "
@@ -322,6 +419,27 @@ class ScimClient:
             if total is not None and start > total:
                 return
         raise TargetResponseError("GET", path, f"paging did not end after {MAX_PAGES} pages")
+
+    def _first_page_checks(self, path: str, total: int | None, resources: list[dict[str, Any]],
+                           size: int) -> int | None:
+        """Refuse a first page that contradicts itself or announces too much; the ceiling of fresh ids."""
+        if total is None:
+            return None
+        if total > 0 and not resources:
+            raise TargetResponseError("GET", path, f"the first page reports totalResults {total} but lists no "
+                                      "Resources")
+        if total > self.max_objects:
+            raise TargetResponseError("GET", path, f"the target reports {total} resources, above the limit of "
+                                      f"{self.max_objects} objects per read ({MAX_OBJECTS_ENV})")
+        return total + max(size, total // 10)
+
+    def _check_count(self, path: str, count: int, ceiling: int | None) -> None:
+        if ceiling is not None and count > ceiling:
+            raise TargetResponseError("GET", path, f"paging does not end: {count} distinct resources listed, more "
+                                      f"than the first page's totalResults allows ({ceiling}, with slack)")
+        if count > self.max_objects:
+            raise TargetResponseError("GET", path, f"paging does not end: more than {self.max_objects} resources "
+                                      f"listed, the limit of objects per read ({MAX_OBJECTS_ENV})")
 
     async def list_all(self, resource_type: str, **options: Any) -> list[dict[str, Any]]:
         """Every resource of a search, all pages."""
@@ -351,7 +469,9 @@ class ScimClient:
                 answer = await self._json_request("POST", "/Bulk", body=body)
             except OutcomeUnknown as lost:
                 raise BulkOutcomeUnknown(lost, tuple(op.bulk_id for op in batch), results) from None
-            results.extend(parse_bulk_response(answer, batch))
+            results.extend(replace(result, detail=self._quote(str(result.detail)))
+                           if result.detail is not None else result
+                           for result in parse_bulk_response(answer, batch))
         return results
 
     # -- transport -------------------------------------------------------------------------------------------
@@ -365,7 +485,7 @@ class ScimClient:
         return self._decode(response, method, path)
 
     async def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
-                    headers: dict[str, str] | None = None) -> httpx.Response:
+                    headers: dict[str, str] | None = None) -> _Answer:
         shown = f"{path}?{urlencode(params)}" if params else path
         if self._base_params:
             params = {**self._base_params, **(params or {})}
@@ -380,11 +500,26 @@ class ScimClient:
         for attempt in range(1, max(1, self.retry.max_attempts) + 1):
             delay: float | None
             self.requests[method] += 1
+            deadline = asyncio.timeout(self.request_timeout)
             try:
-                response = await self._http.request(method, self._url(path), params=params, content=content,
-                                                    headers=request_headers)
+                async with deadline:
+                    response = await self._attempt(method, path, shown, params, content, request_headers)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                late = f"no complete answer within {self.request_timeout:g} s ({REQUEST_TIMEOUT_ENV})"
+                if not idempotent:
+                    raise OutcomeUnknown(method, shown, late) from None
+                lost_once = True
+                failure: Exception = TargetUnreachable(method, shown, late)
+                delay = self.retry.backoff(attempt)
             except _NOT_SENT as error:
-                failure: Exception = TargetUnreachable(method, shown, self._describe(error))
+                reason = _tls_failure(error)
+                if reason is not None:
+                    raise TargetUnreachable(method, shown, f"TLS certificate verification failed: "
+                                            f"{self._quote(reason)}; for a target whose CA is private, set "
+                                            "provisioning.target.caBundle") from None
+                failure = TargetUnreachable(method, shown, self._describe(error))
                 delay = self.retry.backoff(attempt)
             except httpx.TransportError as error:
                 if not idempotent:
@@ -414,14 +549,54 @@ class ScimClient:
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _attempt(self, method: str, path: str, shown: str, params: dict[str, Any] | None,
+                       content: bytes | None, headers: dict[str, str]) -> _Answer:
+        """One request, its answer streamed and read within the size limit."""
+        async with self._http.stream(method, self._url(path), params=params, content=content,
+                                     headers=headers) as response:
+            body = await self._read_body(response, method, shown)
+            return _Answer(response.status_code, response.headers, body, response.charset_encoding)
+
+    async def _read_body(self, response: httpx.Response, method: str, shown: str) -> bytes:
+        """The body, refused past ``max_response_bytes`` (Content-Length first, then as it streams).
+
+        Of an error answer only the first :data:`ERROR_BODY_BYTES` are read (and the rest dropped): its
+        detail is all that is used, and the status must still count (a 503 is retried, a 500 on a write is
+        an unknown outcome).
+        """
+        failing = response.status_code >= 400
+        limit = min(self.max_response_bytes, ERROR_BODY_BYTES) if failing else self.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if not failing and declared.isdigit() and int(declared) > limit:
+            raise ResponseTooLarge(method, shown, f"the answer's Content-Length ({int(declared)} bytes) is above "
+                                   f"the response size limit of {_size(limit)} ({MAX_RESPONSE_BYTES_ENV})")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            if size + len(chunk) > limit:
+                if failing:
+                    chunks.append(chunk[:limit - size])
+                    return b"".join(chunks)
+                raise ResponseTooLarge(method, shown, f"the answer is larger than the response size limit of "
+                                       f"{_size(limit)} ({MAX_RESPONSE_BYTES_ENV}); it was not read further")
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+
     def _describe(self, error: Exception) -> str:
         text = str(error) or type(error).__name__
-        return self._scrub(f"{type(error).__name__}: {text}" if str(error) else text)
+        return self._quote(f"{type(error).__name__}: {text}" if str(error) else text)
 
     def _scrub(self, text: str) -> str:
         return self._auth.scrub(text) if self._auth else text
 
-    def _status_error(self, response: httpx.Response, method: str, shown: str) -> TargetStatusError:
+    def _quote(self, text: str, limit: int = DETAIL_CHARS) -> str:
+        """Server text for an error message: the token scrubbed from the whole text first (a cut made before
+        could leave a prefix of it), then one line, then cut to ``limit`` characters."""
+        line = " ".join(self._scrub(text).split())
+        return line if len(line) <= limit else f"{line[:limit]}…"
+
+    def _status_error(self, response: _Answer, method: str, shown: str) -> TargetStatusError:
         detail = scim_type = None
         try:
             payload = response.json()
@@ -433,21 +608,23 @@ class ScimClient:
                 detail, scim_type = error.detail, error.scim_type
             except ValidationError:
                 detail, scim_type = payload.get("detail"), payload.get("scimType")
-        if detail is None and response.text and payload is None:
-            detail = response.text.strip().splitlines()[0][:200] if response.text.strip() else None
+        if detail is None and payload is None:
+            # scrubbed whole, before the first line is taken and cut
+            lines = self._scrub(response.text).strip().splitlines()
+            detail = self._quote(lines[0], TEXT_DETAIL_CHARS) if lines else None
         return TargetStatusError(
             method, shown, response.status_code,
-            detail=self._scrub(str(detail)) if detail is not None else None,
-            scim_type=str(scim_type) if scim_type else None,
+            detail=self._quote(str(detail)) if detail is not None else None,
+            scim_type=self._quote(str(scim_type), TEXT_DETAIL_CHARS) if scim_type else None,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
-    def _decode(self, response: httpx.Response, method: str, path: str) -> Any:
+    def _decode(self, response: _Answer, method: str, path: str) -> Any:
         if response.status_code == 204 or not response.content:
             return None
         media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if media and media not in (SCIM_JSON, "application/json"):
-            raise TargetResponseError(method, path, f"unexpected content type {media!r}")
+            raise TargetResponseError(method, path, f"unexpected content type {self._quote(media, 100)!r}")
         try:
             return response.json()
         except ValueError:

@@ -8,6 +8,7 @@ Every error names the request (method and path, never the token) and, when the s
 - :class:`TargetStatusError`: the server answered with an error status (``status``, ``scim_type``,
   ``retry_after``).
 - :class:`TargetResponseError`: the server answered something that is not the SCIM it should be.
+  :class:`ResponseTooLarge` (one of them): an answer past the size limit, never read whole.
 - :class:`OutcomeUnknown`: a write was sent and its answer lost; it may or may not have been applied. Look the
   object up (by its matching attribute) before any retry, or a create could make a duplicate.
 """
@@ -50,6 +51,10 @@ class TargetStatusError(ScimRequestError):
 
 class TargetResponseError(ScimRequestError):
     """The target's answer could not be understood (not JSON, not the expected SCIM shape)."""
+
+
+class ResponseTooLarge(TargetResponseError):
+    """The target's answer was larger than the client's response size limit; it was not read further."""
 
 
 class OutcomeUnknown(ScimRequestError):
