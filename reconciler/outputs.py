@@ -7,7 +7,8 @@
 - Control characters: on a terminal, the CSI sequences the renderers use for colour and progress bars pass (data
   is stripped of them where it is rendered); everything else (OSC title/clipboard/hyperlink sequences, other escapes,
   C0 and C1 controls but newline and tab) is removed. Anywhere else (a pipe, a CI log, a file) every escape
-  sequence and control character but newline and tab is removed.
+  sequence and control character but newline and tab is removed. A lone surrogate (a JSON ``\ud800`` escape in
+  a server's data) is written as U+FFFD instead of failing the write.
 - :func:`open_private` / :func:`write_private` create files 0600 without following a symlink at the path, and
   return or write through a :class:`SafeStream`.
 
@@ -29,6 +30,7 @@ from reconciler.report.escape import strip_controls
 from reconciler.secrets import scrub
 
 PRIVATE_FILE = 0o600
+_SURROGATES = re.compile("[\ud800-\udfff]")  # lone surrogates (from JSON escapes) cannot be written as UTF-8
 _CSI = re.compile(r"(\x1b\[[0-?]*[ -/]*[@-~])")  # colour and cursor movement, as the renderers write them
 
 
@@ -99,7 +101,7 @@ class SafeStream(io.TextIOBase):
             super().close()
 
     def _emit(self, text: str) -> None:
-        self._stream.write(self._clean(scrub(text)))
+        self._stream.write(_SURROGATES.sub("\ufffd", self._clean(scrub(text))))
 
 
 def open_private(path: str | os.PathLike[str], *, append: bool = False) -> SafeStream:

@@ -203,3 +203,30 @@ def test_secret_named_environment_variables_are_known_from_the_start(capsys: Any
     _, err = capsys.readouterr()
     assert_no_fragment(err, secret)
     assert os.environ["ARM_CLIENT_SECRET"] == secret
+
+
+def test_lone_surrogates_and_escapes_in_server_data_are_printed_safely(capsys: Any, monkeypatch: Any,
+                                                                      tmp_path: Path) -> None:
+    monkeypatch.setenv("ATEA_SCIM_TOKEN", TOKEN)
+    snapshot = directory(tmp_path)
+    someone = json.loads(Path(snapshot).read_text())["users"][0]
+
+    def odd_data(request: Request) -> Reply:
+        if request.method == "GET" and request.route.endswith("/Users"):
+            # json.dumps escapes the surrogates as \ud800: valid JSON that decodes to text UTF-8 cannot encode
+            return Reply(200, json.dumps(scim_list([{
+                "id": "u1", "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": someone["userPrincipalName"], "externalId": someone["id"], "active": True,
+                "nickName": "odd\ud800\udc80 \x1b]0;title\x07\x1b[2J"}])))
+        return Reply(404, {"schemas": [ERROR], "status": "404", "detail": "none \ud800"})
+
+    with serving(odd_data) as server:
+        for fmt in ("text", "json", "markdown"):
+            out_file = tmp_path / f"plan.{fmt}"
+            code = main(["plan", MANIFEST, "--directory", snapshot, "--target", f"{server.url}/v2", "--format", fmt,
+                         "--out", str(out_file)])
+            out, err = capsys.readouterr()
+            assert code == 0, err
+            for text in (out, err, out_file.read_text()):
+                assert "\x1b" not in text and "\x07" not in text
+            assert "odd" in out and "internal error" not in err
