@@ -4,8 +4,8 @@ The stop gate is the one the reconcile loop uses too (:mod:`reconciler.stopgate`
 SCIM client refuses every new request once a stop was requested, raising :class:`~reconciler.stopgate.Stopping`.
 The requests in flight are answered within a grace of :data:`GRACE` seconds after the signal
 (``RECONCILER_STOP_GRACE`` sets another); whatever still runs then is cancelled, and so is everything at a second
-signal. Each provisioning-log record is written whole, so the log ends with complete lines. A write cut short is safe to redo: the next apply converges,
-without duplicates.
+signal. Each provisioning-log record is written whole, so the log ends with complete lines. A write cut short is
+safe to redo: the next apply converges, without duplicates.
 
 Exit codes are the shell's for a process ended by the signal: 143 for SIGTERM, 130 for SIGINT.
 """
