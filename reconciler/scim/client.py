@@ -510,16 +510,16 @@ class ScimClient:
                 late = f"no complete answer within {self.request_timeout:g} s ({REQUEST_TIMEOUT_ENV})"
                 if not idempotent:
                     raise OutcomeUnknown(method, shown, late) from None
-                lost_once = True
-                failure: Exception = TargetUnreachable(method, shown, late)
-                delay = self.retry.backoff(attempt)
+                # Not retried: a server that could not answer within the deadline will not on a second try, and
+                # a trickling server then costs one deadline, not one per attempt.
+                raise TargetUnreachable(method, shown, late) from None
             except _NOT_SENT as error:
                 reason = _tls_failure(error)
                 if reason is not None:
                     raise TargetUnreachable(method, shown, f"TLS certificate verification failed: "
                                             f"{self._quote(reason)}; for a target whose CA is private, set "
                                             "provisioning.target.caBundle") from None
-                failure = TargetUnreachable(method, shown, self._describe(error))
+                failure: Exception = TargetUnreachable(method, shown, self._describe(error))
                 delay = self.retry.backoff(attempt)
             except httpx.TransportError as error:
                 if not idempotent:
