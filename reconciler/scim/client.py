@@ -9,8 +9,9 @@ Safe defaults, in the order they matter:
 - **Bounded retries.** 429 (any method) and 503 (idempotent methods) honour ``Retry-After``; connect errors
   and 502/504 back off with jitter; all within :class:`~reconciler.scim.retry.RetryPolicy`'s attempts and
   total wait.
-- **No secrets.** The bearer token lives only in a private auth object; it is in no repr, log or error
-  message, and is scrubbed from any server text quoted in an error.
+- **No secrets.** The bearer token lives only in a private auth object and is registered with the one scrubber
+  (:mod:`reconciler.secrets`); it is in no repr, log or error message, and is scrubbed from any server text
+  quoted in an error before that text is cut.
 - **Safe queries.** Filter values are JSON strings (:func:`eq_filter`); plain ``http://`` only to loopback.
 - **Bounded answers.** Every attempt has a total deadline (``request_timeout``: httpx's own timeout is per read,
   so a server trickling a byte a second would never trip it); bodies are streamed and refused past
@@ -58,6 +59,7 @@ from reconciler.scim.errors import (
 )
 from reconciler.scim.paths import parse_path
 from reconciler.scim.retry import RetryPolicy, parse_retry_after
+from reconciler.secrets import register_secret, scrub
 
 SCIM_JSON = "application/scim+json"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -157,13 +159,11 @@ class _BearerAuth(httpx.Auth):
 
     def __init__(self, token: str) -> None:
         self.__token = token
+        register_secret(token)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self.__token}"
         yield request
-
-    def scrub(self, text: str) -> str:
-        return text.replace(self.__token, "<redacted>") if self.__token else text
 
     def __repr__(self) -> str:
         return "_BearerAuth(<redacted>)"
@@ -587,8 +587,11 @@ class ScimClient:
         text = str(error) or type(error).__name__
         return self._quote(f"{type(error).__name__}: {text}" if str(error) else text)
 
-    def _scrub(self, text: str) -> str:
-        return self._auth.scrub(text) if self._auth else text
+    @staticmethod
+    def _scrub(text: str) -> str:
+        """The process's one scrubber (the token was registered with it): applied here too, before server text is
+        cut, so that a cut never leaves a short prefix of the token that the output boundary could not tell."""
+        return scrub(text)
 
     def _quote(self, text: str, limit: int = DETAIL_CHARS) -> str:
         """Server text for an error message: the token scrubbed from the whole text first (a cut made before
