@@ -26,12 +26,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.errors import ReconcilerError, TargetError
+from reconciler.errors import DeletionGuardTripped, TargetError
 from reconciler.match import LiveIndex, adoption_refusal
 from reconciler.plan import Plan, Step
 from reconciler.provlog import ProvisioningLog
-from reconciler.scim.client import BulkOperation, BulkOutcomeUnknown, ScimClient, eq_filter
-from reconciler.scim.errors import OutcomeUnknown, TargetStatusError
+from reconciler.scim.bulk import BulkOperation, BulkResult
+from reconciler.scim.client import ScimClient, eq_filter
+from reconciler.scim.errors import BulkOutcomeUnknown, OutcomeUnknown, PathError, TargetStatusError
 from reconciler.scim.normalize import SchemaIndex, diff_resource
 from reconciler.scim.paths import CORE_GROUP, CORE_USER
 
@@ -40,15 +41,9 @@ MEMBERS_PER_OPERATION = 500
 CREATE_ATTEMPTS = 3
 BULK_MIN_CREATES = 20  # below this, single POSTs are as fast and simpler to follow in a log
 BULK_IN_FLIGHT = 2
-
-
-class DeletionGuardTripped(ReconcilerError):
-    """The plan would disable or delete more objects than the manifest's deletionThreshold."""
-
-    def __init__(self, plan: Plan) -> None:
-        super().__init__(
-            f"{plan.app}: deletion guard: {plan.destructive} disables/deletes exceed deletionThreshold "
-            f"{plan.threshold}; nothing was applied (review the plan, then re-run with --allow-deletes)")
+# What fails one step alone: the target's answer, or the step's own data (a malformed matching path, or text that
+# cannot be encoded as UTF-8, such as a lone surrogate in a saved plan). Anything else is a bug or a stop.
+STEP_FAILURES = (TargetError, PathError, UnicodeEncodeError)
 
 
 @dataclass
@@ -92,7 +87,7 @@ class PlanExecutor:
 
     async def run(self) -> ApplyReport:
         if self.plan.guarded:
-            raise DeletionGuardTripped(self.plan)
+            raise DeletionGuardTripped(self.plan.app, self.plan.destructive, self.plan.threshold)
         steps = [s for s in self.plan.steps if s.writes]
         users = [s for s in steps if s.kind == "User"]
         creates = [s for s in users if s.action == "create"]
@@ -124,19 +119,11 @@ class PlanExecutor:
 
     async def _bulk_batch(self, batch: Sequence[Step]) -> None:
         by_id = {f"c{index}": step for index, step in enumerate(batch)}
-        operations = [BulkOperation("POST", self.client.endpoint("User"), bulk_id, dict(step.body or {}))
-                      for bulk_id, step in by_id.items()]
         started = time.monotonic()
         try:
-            results = await self._write(self.client.bulk(operations))
+            results = await self._send_bulk(by_id)
         except BulkOutcomeUnknown as lost:
-            done = {r.bulk_id: r for r in lost.completed}
-            for bulk_id, step in by_id.items():
-                if bulk_id in done and done[bulk_id].ok and done[bulk_id].id:
-                    self._created(step, str(done[bulk_id].id))
-                    self._finish(step, started)
-                else:
-                    self._finish(step, started, error=str(lost))
+            self._bulk_lost(by_id, lost, started)
             return
         except TargetError as error:
             for step in batch:
@@ -144,25 +131,48 @@ class PlanExecutor:
             return
         answered = {r.bulk_id: r for r in results}
         for bulk_id, step in by_id.items():
-            result = answered.get(bulk_id)
-            step_started = time.monotonic()
-            try:
-                if result is not None and result.ok and result.id:
-                    self._created(step, result.id)
-                elif result is not None and result.status == 409:
-                    existing = await self._lookup(step)
-                    if existing is None:
-                        raise TargetError(f"User {step.display!r}: Bulk POST answered 409 "
-                                          f"({result.detail or 'conflict'}) but no object matches it")
-                    await self._adopt_after_create(step, existing, dict(step.body or {}))
-                else:
-                    why = f"HTTP {result.status}: {result.detail or result.scim_type or 'failed'}" if result else (
-                        "no result in the Bulk answer")
-                    raise TargetError(f"POST /Users (Bulk operation for {step.display!r}): {why}")
-            except TargetError as error:
-                self._finish(step, started if result and result.ok else step_started, error=str(error))
-            else:
+            await self._bulk_result(step, answered.get(bulk_id), started)
+
+    async def _send_bulk(self, by_id: dict[str, Step]) -> list[BulkResult]:
+        """One write: the batch's creates as Bulk POST operations, each named by its key in ``by_id``."""
+        operations = [BulkOperation("POST", self.client.endpoint("User"), bulk_id, dict(step.body or {}))
+                      for bulk_id, step in by_id.items()]
+        results: list[BulkResult] = await self._write(self.client.bulk(operations))
+        return results
+
+    def _bulk_lost(self, by_id: dict[str, Step], lost: BulkOutcomeUnknown, started: float) -> None:
+        """The batch's answer was lost: what earlier batches created counts, the rest fails for this round."""
+        done = {r.bulk_id: r for r in lost.completed}
+        for bulk_id, step in by_id.items():
+            if bulk_id in done and done[bulk_id].ok and done[bulk_id].id:
+                self._created(step, str(done[bulk_id].id))
                 self._finish(step, started)
+            else:
+                self._finish(step, started, error=str(lost))
+
+    async def _bulk_result(self, step: Step, result: BulkResult | None, started: float) -> None:
+        """Finish one step by its operation's result: created, adopted after a 409, or failed with one line."""
+        step_started = time.monotonic()
+        try:
+            await self._settle_bulk_result(step, result)
+        except TargetError as error:
+            self._finish(step, started if result and result.ok else step_started, error=str(error))
+        else:
+            self._finish(step, started)
+
+    async def _settle_bulk_result(self, step: Step, result: BulkResult | None) -> None:
+        if result is not None and result.ok and result.id:
+            self._created(step, result.id)
+        elif result is not None and result.status == 409:
+            existing = await self._lookup(step)
+            if existing is None:
+                raise TargetError(f"User {step.display!r}: Bulk POST answered 409 "
+                                  f"({result.detail or 'conflict'}) but no object matches it")
+            await self._adopt_after_create(step, existing, dict(step.body or {}))
+        else:
+            why = f"HTTP {result.status}: {result.detail or result.scim_type or 'failed'}" if result else (
+                "no result in the Bulk answer")
+            raise TargetError(f"POST /Users (Bulk operation for {step.display!r}): {why}")
 
     async def _pool(self, steps: Sequence[Step], work: Callable[[Step], Any]) -> None:
         queue: asyncio.Queue[Step] = asyncio.Queue()
@@ -175,7 +185,7 @@ class PlanExecutor:
                 started = time.monotonic()
                 try:
                     await work(step)
-                except (TargetError, ValueError) as error:
+                except STEP_FAILURES as error:
                     self._finish(step, started, error=str(error))
                 else:
                     self._finish(step, started)

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from reconciler.directory.model import Directory, DirectoryGroup, DirectoryUser
-from reconciler.errors import DirectoryError
-from reconciler.expressions import Context, EvaluationError, compile_expression, to_json, to_text
+from reconciler.errors import DirectoryError, EvaluationError, NoMatchingValue
+from reconciler.expressions import Context, compile_expression, to_json, to_text
 from reconciler.expressions.check import uses
 from reconciler.expressions.parse import Attribute, walk
 from reconciler.manifest.model import Manifest, Mapping
@@ -81,10 +81,6 @@ class Skipped:
     display: str
     reason: str
     failed: bool = True
-
-
-class NoMatchingValue(EvaluationError):
-    """Every matching attribute of an object is null: it cannot be looked up, so it is skipped (not a failure)."""
 
 
 @dataclass(frozen=True)

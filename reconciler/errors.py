@@ -2,6 +2,20 @@
 
 Every error renders as one line (``str(error)``) that names the file and position, the object, or the request.
 The command line prints those lines and exits non-zero; it never prints a traceback for them.
+
+- :class:`ReconcilerError`: the base of all of them.
+- :class:`ManifestError`: invalid manifests (every :class:`Problem` found).
+- :class:`DirectoryError`: the directory could not be read.
+- :class:`TargetError`: a SCIM target answered badly or could not be reached; what can go wrong with one request
+  is in :mod:`reconciler.scim.errors`, with :class:`~reconciler.scim.errors.PathError` (a malformed SCIM path).
+- :class:`ExpressionError`: an attribute-mapping expression; :class:`ExpressionSyntaxError` (malformed),
+  :class:`EvaluationError` (fails for one object) and :class:`NoMatchingValue` (an object that cannot be matched).
+- :class:`PlanFormatError`: a saved plan is not one this version reads.
+- :class:`DeletionGuardTripped`: a plan disables or deletes more than the manifest allows.
+- :class:`LockBusy`: another run holds the target's lock.
+- :class:`BaseUnavailable`: a preview cannot read the base revision's manifests.
+
+:class:`Stopping` is not an error: it ends a run between requests once a stop was requested.
 """
 
 from __future__ import annotations
@@ -56,3 +70,52 @@ class TargetError(ReconcilerError):
 
 class ExpressionError(ReconcilerError):
     """An attribute-mapping expression is malformed or cannot be evaluated."""
+
+
+class ExpressionSyntaxError(ExpressionError):
+    """An expression is malformed; ``offset`` is the 0-based position in the text, ``column`` 1-based."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        self.message = message
+        self.offset = offset
+        super().__init__(f"column {offset + 1}: {message}")
+
+    @property
+    def column(self) -> int:
+        return self.offset + 1
+
+
+class EvaluationError(ExpressionError):
+    """An expression could not be evaluated for one object (Entra escrows such an object)."""
+
+
+class NoMatchingValue(EvaluationError):
+    """Every matching attribute of an object is null: it cannot be looked up, so it is skipped (not a failure)."""
+
+
+class PlanFormatError(ReconcilerError):
+    """A saved plan is in a format this version does not read."""
+
+
+class DeletionGuardTripped(ReconcilerError):
+    """The plan would disable or delete more objects than the manifest's deletionThreshold."""
+
+    def __init__(self, app: str, destructive: int, threshold: int) -> None:
+        super().__init__(
+            f"{app}: deletion guard: {destructive} disables/deletes exceed deletionThreshold "
+            f"{threshold}; nothing was applied (review the plan, then re-run with --allow-deletes)")
+
+
+class LockBusy(ReconcilerError):
+    """Another process holds the target's lock and did not release it within the wait."""
+
+
+class BaseUnavailable(ReconcilerError):
+    """The base revision's manifests cannot be read."""
+
+
+class Stopping(Exception):
+    """Raised before a SCIM request once a stop was requested; never reaches the user.
+
+    Not a :class:`ReconcilerError`, so that no handler of errors takes a stop for a failed request.
+    """

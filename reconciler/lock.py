@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import LockBusy, ReconcilerError
 from reconciler.targeturl import normalize_target_url
 
 try:
@@ -44,10 +44,6 @@ POLL = 0.2
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 HOLDER_BYTES = 4096  # what is read of a holder's record: it is a few dozen bytes when a run wrote it
-
-
-class LockBusy(ReconcilerError):
-    """Another process holds the target's lock and did not release it within the wait."""
 
 
 def state_dir() -> Path:

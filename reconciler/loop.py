@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, Stopping
 from reconciler.lock import DEFAULT_WAIT, target_lock
 from reconciler.manifest import LoadedManifest
 from reconciler.run import AppRun, RunOptions, RunResult
 from reconciler.secrets import REGISTRY, scrub
-from reconciler.stopgate import Stopping, install_stop_gate
+from reconciler.stopgate import install_stop_gate
 
 MAX_BACKOFF = 24 * 3600.0  # Entra's quarantine settles at one attempt a day
 DRAIN = 30.0               # how long a stop waits for requests in flight

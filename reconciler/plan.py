@@ -25,18 +25,44 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from reconciler.desired import Deprovision, DesiredObject, DesiredState
+from reconciler.errors import PlanFormatError
 from reconciler.manifest.model import Manifest
 from reconciler.match import LiveIndex, Match, adoption_refusal
-from reconciler.scim.live import LiveState
+from reconciler.scim.errors import PathError
+from reconciler.scim.livestate import LiveState
 from reconciler.scim.normalize import Change, SchemaIndex, diff_resource
-from reconciler.scim.paths import CORE_GROUP, CORE_USER, PathError, parse_path
+from reconciler.scim.paths import CORE_GROUP, CORE_USER, parse_path
 
 PLAN_FORMAT = 1
-DESTRUCTIVE = frozenset({"disable", "delete"})
-SUMMARY_KEYS = ("create", "update", "adopt", "disable", "delete", "conflict")
+
+
+class Action(StrEnum):
+    """What a step does to one target object. A ``str``: a saved plan's JSON holds the bare value."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    ADOPT = "adopt"
+    DISABLE = "disable"
+    DELETE = "delete"
+    CONFLICT = "conflict"
+
+    @property
+    def verb(self) -> str:
+        """The action as every renderer shows it: deletes and conflicts stand out."""
+        return VERBS[self]
+
+
+# The plan's vocabulary, defined here only. Summaries count in this order; steps are listed in ORDER (users before
+# groups, then destructive first so that reviewers see them at the top).
+SUMMARY_KEYS: tuple[str, ...] = tuple(a.value for a in Action)
+DESTRUCTIVE = frozenset({Action.DISABLE, Action.DELETE})
+ORDER = (Action.CONFLICT, Action.DELETE, Action.DISABLE, Action.CREATE, Action.ADOPT, Action.UPDATE)
+VERBS = {**{a: a.value for a in Action}, Action.DELETE: "DELETE", Action.CONFLICT: "CONFLICT"}
+_RANK = {action: rank for rank, action in enumerate(ORDER)}
 
 
 def fingerprint(live: LiveState) -> str:
@@ -63,12 +89,12 @@ class AttributeChange:
 class Step:
     """One change to one target object.
 
-    ``action`` is create, update, adopt, disable, delete or conflict. Group steps may carry membership changes:
-    ``members_add`` holds directory ids (resolved to target ids when applied, since a member may be created in
-    the same run) and ``members_remove`` target ids.
+    ``action`` is an :class:`Action` (a plain string is converted, as from a saved plan). Group steps may carry
+    membership changes: ``members_add`` holds directory ids (resolved to target ids when applied, since a member
+    may be created in the same run) and ``members_remove`` target ids.
     """
 
-    action: str
+    action: Action
     kind: str
     display: str
     source_id: str | None = None
@@ -81,17 +107,20 @@ class Step:
     members_add: list[str] = field(default_factory=list)
     members_remove: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.action = Action(self.action)
+
     @property
     def key(self) -> str:
         return f"{self.kind}:{self.source_id or self.target_id}"
 
     @property
     def writes(self) -> bool:
-        return self.action != "conflict"
+        return self.action != Action.CONFLICT
 
     def shown_changes(self) -> list[AttributeChange]:
         """The per-attribute changes to show: a create's come from its body unless the plan kept them."""
-        if self.changes or self.action != "create" or not self.body:
+        if self.changes or self.action != Action.CREATE or not self.body:
             return self.changes
         return _new_attributes(self.body)
 
@@ -143,7 +172,7 @@ class Plan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
         if data.get("format") != PLAN_FORMAT:
-            raise ValueError(f"unsupported plan format {data.get('format')!r} (expected {PLAN_FORMAT})")
+            raise PlanFormatError(f"unsupported plan format {data.get('format')!r} (expected {PLAN_FORMAT})")
         steps = [Step(**{**s, "changes": [AttributeChange(**c) for c in s.get("changes", [])]})
                  for s in data.get("steps", [])]
         fields = {k: data[k] for k in ("app", "target", "deprovision", "threshold", "fingerprint")}
@@ -189,7 +218,7 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
                           "(deleted there, or not provisioned from it): left alone")
     plan.unmanaged = {"User": len(live.users) - len(managed_users),
                       "Group": (len(live.groups) - len(touched_groups)) if groups_enabled else len(live.groups)}
-    plan.steps.sort(key=_step_order)
+    plan.steps.sort(key=step_order)
     if plan.guarded:
         plan.notes.append(f"deletion guard: {plan.destructive} disables/deletes exceed deletionThreshold "
                           f"{plan.threshold}; nothing will be applied without --allow-deletes")
@@ -218,7 +247,7 @@ def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, s
         taken = found.live is not None and str(found.live.get("id")) in claimed
         if found.how in ("ambiguous", "refused") or taken:
             detail = found.detail or f"target object is matched by {claimed[str(found.live.get('id'))]} too"
-            plan.steps.append(Step("conflict", obj.kind, obj.display, obj.source_id, reason=detail,
+            plan.steps.append(Step(Action.CONFLICT, obj.kind, obj.display, obj.source_id, reason=detail,
                                    matching=[list(pair) for pair in obj.matching]))
             continue
         if found.live is not None:
@@ -231,14 +260,14 @@ def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, s
             body = _with_references(obj.create_body(), obj.references, targets)
             # A create's attribute list is derived from its body when shown; kept only when values are hidden.
             changes = _redact(_new_attributes(body), obj.redacted) if obj.redacted else []
-            plan.steps.append(Step("create", obj.kind, obj.display, obj.source_id, body=body, matching=matching,
+            plan.steps.append(Step(Action.CREATE, obj.kind, obj.display, obj.source_id, body=body, matching=matching,
                                    changes=changes))
             continue
         resource = _with_references({k: v for k, v in obj.resource.items() if k != "members"}, obj.references,
                                     targets)
         changes = [c for c in diff_resource(resource, found.live, schemas) if not _removes(c, obj.add_only)]
         if found.how == "matched" or changes:
-            action = "adopt" if found.how == "matched" else "update"
+            action = Action.ADOPT if found.how == "matched" else Action.UPDATE
             step = _patch_step(action, obj, targets[obj.source_id], changes, found.detail, matching)
             step.changes = _redact(step.changes, obj.redacted)
             plan.steps.append(step)
@@ -311,7 +340,7 @@ def _resolve(found: Match, source_id: str, directory_ids: set[str], adopt: str) 
     return found
 
 
-def _patch_step(action: str, obj: DesiredObject, target_id: str, changes: list[Change], detail: str,
+def _patch_step(action: Action, obj: DesiredObject, target_id: str, changes: list[Change], detail: str,
                 matching: list[list[Any]]) -> Step:
     return Step(action, obj.kind, obj.display, obj.source_id, target_id, reason=detail,
                 operations=[c.operation() for c in changes], matching=matching,
@@ -331,7 +360,7 @@ def _plan_deprovision(plan: Plan, gone: Sequence[Deprovision], index: LiveIndex,
         owned = index.owned_by(item.source_id)
         if len(owned) > 1:
             ids = ", ".join(sorted(str(o.get("id")) for o in owned))
-            plan.steps.append(Step("conflict", item.kind, item.display, item.source_id,
+            plan.steps.append(Step(Action.CONFLICT, item.kind, item.display, item.source_id,
                                    reason=f"{len(owned)} target objects carry externalId {item.source_id!r} ({ids})"))
             continue
         if not owned:
@@ -343,10 +372,11 @@ def _plan_deprovision(plan: Plan, gone: Sequence[Deprovision], index: LiveIndex,
         if plan.deprovision == "delete" or item.kind == "Group":
             if item.kind == "Group" and plan.deprovision == "disable":
                 continue  # groups have no 'active'; with deprovision: disable they are left in place
-            plan.steps.append(Step("delete", item.kind, item.display, item.source_id, target_id, reason=item.reason))
+            plan.steps.append(Step(Action.DELETE, item.kind, item.display, item.source_id, target_id,
+                                   reason=item.reason))
         elif _is_active(live.get("active")):
             operation = {"op": "replace", "path": "active", "value": False}
-            plan.steps.append(Step("disable", item.kind, item.display, item.source_id, target_id,
+            plan.steps.append(Step(Action.DISABLE, item.kind, item.display, item.source_id, target_id,
                                    reason=item.reason, operations=[operation],
                                    changes=[AttributeChange("active", live.get("active"), False)]))
     if not_ours:
@@ -367,8 +397,8 @@ def _is_active(value: Any) -> bool:
 def _plan_members(plan: Plan, groups: Sequence[DesiredObject], index: LiveIndex, managed: dict[str, str],
                   managed_target_ids: set[str]) -> None:
     """Membership adds and removals for each desired group, folded into its step (or a new update step)."""
-    steps = {s.source_id: s for s in plan.steps if s.kind == "Group" and s.action != "conflict"}
-    conflicts = {s.source_id for s in plan.steps if s.action == "conflict"}
+    steps = {s.source_id: s for s in plan.steps if s.kind == "Group" and s.action != Action.CONFLICT}
+    conflicts = {s.source_id for s in plan.steps if s.action == Action.CONFLICT}
     for group in groups:
         if group.source_id in conflicts:
             continue
@@ -387,7 +417,7 @@ def _plan_members(plan: Plan, groups: Sequence[DesiredObject], index: LiveIndex,
         if not add and not remove:
             continue
         if step is None:
-            step = Step("update", "Group", group.display, group.source_id, managed.get(group.source_id),
+            step = Step(Action.UPDATE, "Group", group.display, group.source_id, managed.get(group.source_id),
                         reason="membership")
             plan.steps.append(step)
             steps[group.source_id] = step
@@ -418,9 +448,6 @@ def _flatten(resource: Mapping[str, Any], prefix: str = "") -> list[tuple[str, A
     return pairs
 
 
-_ORDER = {"conflict": 0, "delete": 1, "disable": 2, "create": 3, "adopt": 4, "update": 5}
-
-
-def _step_order(step: Step) -> tuple[int, int, str]:
-    # Users before groups (members must exist first), destructive first so that reviewers see them at the top.
-    return (0 if step.kind == "User" else 1, _ORDER.get(step.action, 9), step.display.lower())
+def step_order(step: Step) -> tuple[int, int, str]:
+    """Where a step is listed: users before groups (members must exist first), then by :data:`ORDER`."""
+    return (0 if step.kind == "User" else 1, _RANK[step.action], step.display.lower())

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.manifest.schema import manifest_schema
+from reconciler.report.escape import trusted_cell
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "manifest-reference.md"
 ROOT_TITLE = "Manifest"
@@ -59,10 +60,6 @@ def _constraints(schema: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _section(title: str, schema: dict[str, Any]) -> list[str]:
     lines = [f"## {title}", ""]
     if schema.get("description"):
@@ -73,8 +70,8 @@ def _section(title: str, schema: dict[str, Any]) -> list[str]:
         default = f"`{json.dumps(prop['default'])}`" if "default" in prop and prop["default"] is not None else ""
         notes = [prop.get("description", "").rstrip("."), *_constraints(prop)]
         description = "; ".join(n for n in notes if n)
-        lines.append(f"| `{key}` | {_cell(_type(prop))} | {'yes' if key in required else ''} | {_cell(default)} | "
-                     f"{_cell(description)} |")
+        lines.append(f"| `{key}` | {trusted_cell(_type(prop))} | {'yes' if key in required else ''} | "
+                     f"{trusted_cell(default)} | {trusted_cell(description)} |")
     if schema.get("additionalProperties") is False:
         lines += ["", "Other keys are errors."]
     return [*lines, ""]

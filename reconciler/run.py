@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, PlanExecutor, Progress, StepFailure
 from reconciler.desired import DesiredState, Skipped, desired_state
-from reconciler.directory.source import directory_for
+from reconciler.directory_source import read_directory
 from reconciler.errors import ReconcilerError, TargetError
 from reconciler.manifest import LoadedManifest
 from reconciler.plan import Plan, fingerprint, make_plan
@@ -31,7 +31,8 @@ from reconciler.scim.client import (
     target_ssl_context,
 )
 from reconciler.scim.errors import TargetStatusError
-from reconciler.scim.live import LiveState, read_attributes, read_live
+from reconciler.scim.live import read_live
+from reconciler.scim.livestate import LiveState, read_attributes
 from reconciler.scim.normalize import SchemaIndex
 from reconciler.secrets import register_secret
 
@@ -150,8 +151,7 @@ class AppRun:
         return TargetError(f"{self.manifest.name} ({self.url}): {error}")
 
     async def prepare(self) -> None:
-        # Graph is read with its own event loop; a thread keeps it off this one.
-        directory = await asyncio.to_thread(directory_for, self.loaded, self.options.directory)
+        directory = await read_directory(self.loaded, self.options.directory)
         self.desired = desired_state(self.manifest, directory)
         try:
             capabilities = await self.client.discover()

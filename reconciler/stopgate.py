@@ -9,11 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from reconciler.errors import Stopping
 from reconciler.scim.client import ScimClient
-
-
-class Stopping(Exception):
-    """Raised before a SCIM request once a stop was requested; never reaches the user."""
 
 
 def install_stop_gate(client: ScimClient, stop: threading.Event) -> None:

@@ -10,15 +10,8 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from reconciler.azure.declared import (
-    MASK,
-    OFFLINE_TOKEN,
-    _mask_tokens,
-    compare,
-    declared,
-    declared_paths,
-    use_mocks,
-)
+from reconciler.azure.declared import OFFLINE_TOKEN, declared, declared_paths, use_mocks
+from reconciler.azure.listing import MASK, _mask_tokens, compare
 from reconciler.azure.program import load, main
 from reconciler.policy import rules
 from tests.azure_helpers import ENTRA, ROOT, Tenant, atea, atea_with

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.desired import DesiredState, desired_state
-from reconciler.directory import directory_for, load_snapshot
+from reconciler.directory import load_snapshot
+from reconciler.directory_source import read_directory
 from reconciler.errors import DirectoryError
 from reconciler.manifest import load_manifest
 from reconciler.scim.paths import CORE_USER, ENTERPRISE_USER
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _state(path: str) -> DesiredState:
     loaded = load_manifest(ROOT / path)
-    return desired_state(loaded.manifest, directory_for(loaded, None))
+    return desired_state(loaded.manifest, asyncio.run(read_directory(loaded, None)))
 
 
 def test_atea_over_the_sample_directory() -> None:

@@ -175,13 +175,13 @@ def test_export_directory_writes_a_snapshot(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_a_manifest_reads_only_what_it_maps() -> None:
-    from reconciler.directory.graph import read_graph_directory
+    from reconciler.directory_source import read_graph
     from reconciler.manifest import load_manifest
 
     recorded = Recorded()
     reader = GraphReader(credential=Credential(), transport=httpx.MockTransport(recorded),
                          sleep=lambda s: asyncio.sleep(0))
-    directory = read_graph_directory(load_manifest(ATEA).manifest, reader)
+    directory = asyncio.run(read_graph(load_manifest(ATEA), reader))
     selected = recorded.requests[0].url.params["$select"].split(",")
     assert selected[:4] == ["id", "userPrincipalName", "displayName", "accountEnabled"]
     assert set(selected[4:]) == {"department", "givenName", "mail", "mailNickname", "mobilePhone",

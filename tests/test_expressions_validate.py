@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.expressions.manifest_check import mapping_problems
-from reconciler.validate import validate_paths
+from reconciler.validation import validate_paths
+from reconciler.validation.mappings import mapping_problems
 from tests.engine_helpers import manifest
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.directory import directory_for
 from reconciler.directory.graph import GraphReader
+from reconciler.directory_source import read_directory
 from reconciler.errors import DirectoryError
 from reconciler.manifest import load_manifest
 from reconciler.secrets import known_secrets
@@ -354,7 +354,7 @@ def _manifest(tmp_path: Path, endpoint: str) -> Path:
 def test_the_manifest_names_endpoint_and_token_variable(graph: FakeGraph, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEMO_GRAPH_TOKEN", TOKEN)
-    directory = directory_for(load_manifest(_manifest(tmp_path, graph.url)), None)
+    directory = asyncio.run(read_directory(load_manifest(_manifest(tmp_path, graph.url)), None))
     assert_complete(directory)
     assert {_header(r, "Authorization") for r in graph.server.requests} == {f"Bearer {TOKEN}"}
     assert TOKEN in known_secrets()
@@ -365,7 +365,7 @@ def test_a_missing_token_variable_is_one_line(graph: FakeGraph, tmp_path: Path,
     monkeypatch.setenv("DEMO_GRAPH_TOKEN", "")
     path = _manifest(tmp_path, graph.url)
     with pytest.raises(DirectoryError) as caught:
-        directory_for(load_manifest(path), None)
+        asyncio.run(read_directory(load_manifest(path), None))
     assert str(caught.value) == (f"{path}: environment variable DEMO_GRAPH_TOKEN is not set; it must hold a "
                                  "Microsoft Graph access token (provisioning.directory.graph.tokenEnv)")
     assert graph.routes() == []

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from reconciler.desired import Deprovision, DesiredObject, DesiredState
-from reconciler.plan import Plan, make_plan
-from reconciler.scim.live import LiveState
+from reconciler.plan import Action, Plan, make_plan
+from reconciler.scim.livestate import LiveState
 from tests.reconcile_helpers import atea
 
 CORE = ["urn:ietf:params:scim:schemas:core:2.0:User"]
@@ -92,6 +94,25 @@ def test_guard_and_round_trip_through_json() -> None:
     again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again.to_dict() == plan.to_dict()
     assert again.summary()["disable"] == 60
+
+
+def test_a_saved_plan_holds_bare_action_strings_and_loads_as_actions() -> None:
+    state = live({"id": "t1", "userName": "a@contoso.com", "externalId": "old-id"})
+    plan = plan_for((desired(ID_A, "a@contoso.com"), desired(ID_B, "b@contoso.com")), state)
+    saved = json.loads(json.dumps(plan.to_dict()))
+    assert sorted(s["action"] for s in saved["steps"]) == ["conflict", "create"]
+    assert set(saved["summary"]) == {"create", "update", "adopt", "disable", "delete", "conflict"}
+    again = Plan.from_dict(saved)
+    assert [type(s.action) for s in again.steps] == [Action, Action]
+    assert {s.action for s in again.steps} == {Action.CONFLICT, Action.CREATE}
+    assert json.dumps(again.to_dict()) == json.dumps(plan.to_dict())
+
+
+def test_a_saved_plan_with_an_unknown_action_does_not_load() -> None:
+    saved = json.loads(json.dumps(plan_for((desired(ID_A, "a@contoso.com"),), live()).to_dict()))
+    saved["steps"][0]["action"] = "truncate"
+    with pytest.raises(ValueError, match="truncate"):
+        Plan.from_dict(saved)
 
 
 def test_manager_reference_resolves_to_the_target_id_or_waits_for_the_next_round() -> None:

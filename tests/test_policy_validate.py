@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import Problem
-from reconciler.validate import validate_paths
+from reconciler.validation import validate_paths
 from tests.azure_helpers import ROOT
 from tests.manifest_samples import BASE_LINES
 

@@ -14,7 +14,7 @@ import pytest
 
 from reconciler.cli import main
 from reconciler.manifest import load_manifest
-from reconciler.preview import LIMIT, MARKER
+from reconciler.preview.render import LIMIT, MARKER
 from tests.reconcile_helpers import ROOT, SAMPLE, converge, directory, user
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid", "GIT_COMMITTER_NAME": "test",

@@ -8,7 +8,8 @@ import pytest
 
 from reconciler.scim.client import BulkOperation, ScimClient
 from reconciler.scim.errors import TargetResponseError
-from reconciler.scim.live import find_groups, find_users, read_attributes, read_live
+from reconciler.scim.live import find_groups, find_users, read_live
+from reconciler.scim.livestate import read_attributes
 from reconciler.scim.paths import ENTERPRISE_USER
 from reconciler.target.faults import (
     Fault,

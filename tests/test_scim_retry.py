@@ -38,6 +38,16 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
 
 
+@pytest.mark.parametrize("header", ["soon", "-5", "1e999", "3.5", "", "\u0663", "Wed, 32 Foo 2015 99:99:99 GMT"])
+def test_a_malformed_retry_after_is_none(header: str) -> None:
+    assert parse_retry_after(header) is None  # the caller backs off on its own
+
+
+def test_a_huge_retry_after_is_left_for_the_caller_to_cap() -> None:
+    assert parse_retry_after("99999999999999999999") == float("inf")
+    assert parse_retry_after("999999999") == 999999999.0
+
+
 def test_429_on_create_honours_retry_after_then_succeeds_once(target: TargetServer, proxy: FaultProxy,
                                                               token: str) -> None:
     proxy.add(Fault("status", method="POST", path="/Users$", status=429, retry_after="3", times=2))

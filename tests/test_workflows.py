@@ -14,7 +14,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from reconciler.cli import build_parser
-from reconciler.preview import MARKER
+from reconciler.preview.render import MARKER
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -1,9 +1,10 @@
-"""Declared resources as data: run the Pulumi program under Pulumi's mocks, no engine, no cloud, no credentials.
+"""The Pulumi mock harness: run the program under Pulumi's mocks, no engine, no cloud, no credentials.
 
-The result lists every resource the program declares (type, logical name, parent, inputs) in a fixed order, with
-secret values masked, so that two git revisions can be listed and diffed (the pull-request preview of the Azure
-side). Values Entra would compute are shown as references (``${atea-sp.objectId}``) and principals as lookups
-(``${user adele.vance@contoso.com}``): the listing is what the manifests ask for, not what a tenant holds.
+The result (a :class:`~reconciler.azure.listing.Declaration`, plain data) lists every resource the program
+declares (type, logical name, parent, inputs) in a fixed order, with secret values masked, so that two git
+revisions can be listed and diffed (the pull-request preview of the Azure side). Values Entra would compute are
+shown as references (``${atea-sp.objectId}``) and principals as lookups (``${user adele.vance@contoso.com}``): the
+listing is what the manifests ask for, not what a tenant holds.
 
 The same run applies the policy rules to the resources, with the secret markers that CrossGuard's SDK loses.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import json
 import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -24,11 +24,10 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
+from reconciler.azure.listing import Declaration, DeclaredResource, masked_inputs
 from reconciler.manifest import LoadedManifest, load_manifests
-from reconciler.policy.resources import Subject, Violation, check_stack
-from reconciler.policy.rules import SECRET_TOKEN_KEY
+from reconciler.policy.resources import Subject, check_stack
 
-MASK = "[secret]"
 OFFLINE_TOKEN = "offline-placeholder-token"  # masked in every listing; offline there is no real token
 
 Lookup = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
@@ -42,57 +41,6 @@ _COMPUTED = {
     "azuread:index/application:Application": ("clientId", "objectId"),
     "azuread:index/servicePrincipal:ServicePrincipal": ("objectId", "applicationTenantId"),
 }
-
-
-@dataclass(frozen=True)
-class DeclaredResource:
-    type: str
-    name: str
-    parent: str | None
-    inputs: Mapping[str, Any]
-    secret_outputs: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"type": self.type, "name": self.name, "parent": self.parent,
-                                "inputs": self.inputs}
-        if self.secret_outputs:
-            data["secretOutputs"] = list(self.secret_outputs)
-        return data
-
-
-@dataclass
-class Declaration:
-    resources: list[DeclaredResource]
-    violations: list[Violation] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        return json.dumps({
-            "resources": [r.as_dict() for r in self.resources],
-            "violations": [{"rule": v.rule.name, "enforcement": str(v.rule.enforcement), "resource": v.resource,
-                            "message": v.message} for v in self.violations],
-        }, indent=2, sort_keys=True)
-
-
-@dataclass(frozen=True)
-class Change:
-    action: str  # "create" | "update" | "delete"
-    type: str
-    name: str
-    keys: tuple[str, ...] = ()  # the inputs that differ, for an update
-
-
-def compare(before: Declaration, after: Declaration) -> list[Change]:
-    """What turning ``before`` into ``after`` declares: deletes first, then creates, then updates."""
-    old = {(r.type, r.name): r for r in before.resources}
-    new = {(r.type, r.name): r for r in after.resources}
-    changes = [Change("delete", *key) for key in sorted(old.keys() - new.keys())]
-    changes += [Change("create", *key) for key in sorted(new.keys() - old.keys())]
-    for key in sorted(old.keys() & new.keys()):
-        a, b = old[key].inputs, new[key].inputs
-        differing = tuple(sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)))
-        if differing or old[key].parent != new[key].parent:
-            changes.append(Change("update", *key, differing))
-    return changes
 
 
 def placeholder_lookup(token: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -202,7 +150,8 @@ def declared(loaded: Sequence[LoadedManifest], *, lookup: Lookup = placeholder_l
 
     run_under_mocks(program, recorder)
     registrations = sorted(recorder.registrations, key=lambda r: (r.type, r.name))
-    resources = [DeclaredResource(r.type, r.name, r.parent, _masked(r), r.secret_outputs) for r in registrations]
+    resources = [DeclaredResource(r.type, r.name, r.parent, masked_inputs(r.inputs, r.secret_props), r.secret_outputs)
+                 for r in registrations]
     subjects = [Subject(r.type, r.name, r.inputs, r.parent, r.secret_outputs, r.secret_props) for r in registrations]
     return Declaration(resources, check_stack(subjects))
 
@@ -221,23 +170,4 @@ def _unwrap(value: Any) -> Any:
         return [_unwrap(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)  # the wire has only doubles; the manifests have integers
-    return value
-
-
-def _masked(registration: Registration) -> dict[str, Any]:
-    inputs = {}
-    for key in sorted(registration.inputs):
-        value = registration.inputs[key]
-        inputs[key] = MASK if key in registration.secret_props else _mask_tokens(value)
-    return inputs
-
-
-def _mask_tokens(value: Any) -> Any:
-    """Mask a SecretToken credential even where it was (wrongly) not marked secret: listings never leak it."""
-    if isinstance(value, dict):
-        if value.get("key") == SECRET_TOKEN_KEY and "value" in value:
-            return {**value, "value": MASK}
-        return {k: _mask_tokens(v) for k, v in sorted(value.items())}
-    if isinstance(value, list):
-        return [_mask_tokens(v) for v in value]
     return value

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from reconciler.commands.common import add_target_flags, load_valid, options_from, run_async
 from reconciler.commands.signals import StopSignals
-from reconciler.errors import ReconcilerError
+from reconciler.errors import PlanFormatError, ReconcilerError, Stopping
 from reconciler.lock import DEFAULT_WAIT, target_lock
 from reconciler.plan import Plan, Step
 from reconciler.progress import progress_reporter
 from reconciler.report import render_text
 from reconciler.run import AppRun, RunResult
-from reconciler.stopgate import Stopping, install_stop_gate
+from reconciler.stopgate import install_stop_gate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def saved_plans(path: str) -> dict[str, Plan]:
         return {app["name"]: Plan.from_dict(app) for app in document["apps"]}
     except OSError as error:
         raise ReconcilerError(f"{path}: cannot read plan: {error.strerror or error}") from None
-    except (ValueError, KeyError, TypeError) as error:
+    except (PlanFormatError, ValueError, KeyError, TypeError) as error:
         raise ReconcilerError(f"{path}: not a plan saved by 'reconciler plan --out' ({error})") from None
 
 

@@ -14,7 +14,7 @@ from reconciler.errors import ManifestError, ReconcilerError
 from reconciler.manifest import LoadedManifest, Target
 from reconciler.run import RunOptions
 from reconciler.secrets import REGISTRY
-from reconciler.validate import validate_paths
+from reconciler.validation import validate_paths
 
 T = TypeVar("T")
 

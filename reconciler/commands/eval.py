@@ -7,6 +7,7 @@ Prints the value as JSON. Without a user every attribute is null. With ``--manif
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 
@@ -54,14 +55,15 @@ def _attributes(args: argparse.Namespace):
             raise ReconcilerError("eval: --manifest needs --user")
         return lambda name: None
     from reconciler.desired import user_attributes
-    from reconciler.directory import directory_for, load_snapshot
+    from reconciler.directory import load_snapshot
+    from reconciler.directory_source import read_directory
     from reconciler.manifest import load_manifest
 
     loaded = load_manifest(args.manifest) if args.manifest else None
     if args.directory:
         directory = load_snapshot(args.directory)
     elif loaded is not None:
-        directory = directory_for(loaded, None)
+        directory = asyncio.run(read_directory(loaded, None))
     else:
         raise ReconcilerError("eval: --user and --group need --directory FILE (a directory snapshot) or --manifest")
     if args.group:

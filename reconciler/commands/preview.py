@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.outputs import write_private
-    from reconciler.preview import LIMIT, PreviewOptions, render_preview
+    from reconciler.preview.build import PreviewOptions, render_preview
+    from reconciler.preview.render import LIMIT
 
     limit = LIMIT if args.max_chars is None else args.max_chars
     if not 2_000 <= limit <= LIMIT:

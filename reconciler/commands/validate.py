@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reconciler.validate import validate_paths
+from reconciler.validation import validate_paths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

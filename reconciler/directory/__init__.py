@@ -2,11 +2,11 @@
 
 Objects keep Graph's property names (``id``, ``mobilePhone`` ...), exactly as a snapshot or Graph holds them;
 :mod:`reconciler.directory.names` reads them by Entra's source attribute names (``objectId``, ``mobile`` ...).
-Only :mod:`reconciler.directory.graph` touches the network.
+Only :mod:`reconciler.directory.graph` touches the network. Which directory a run reads, and what it reads of it,
+follow from the manifest: :mod:`reconciler.directory_source` and :mod:`reconciler.selection`, above this package.
 """
 
 from reconciler.directory.model import Directory, DirectoryGroup, DirectoryUser
 from reconciler.directory.snapshot import dump_snapshot, load_snapshot
-from reconciler.directory.source import directory_for
 
-__all__ = ["Directory", "DirectoryGroup", "DirectoryUser", "directory_for", "dump_snapshot", "load_snapshot"]
+__all__ = ["Directory", "DirectoryGroup", "DirectoryUser", "dump_snapshot", "load_snapshot"]

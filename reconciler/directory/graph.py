@@ -1,9 +1,10 @@
 """Read the directory from Microsoft Graph (async httpx), the only network code of the directory package.
 
-- The endpoint is the manifest's ``provisioning.directory.graph.endpoint`` (default ``https://graph.microsoft.com``;
-  national clouds set theirs), read at ``{endpoint}/v1.0``. The token is the one in the variable ``tokenEnv`` names,
-  else azure-identity's credential chain (``DefaultAzureCredential``: environment, workload identity, managed
-  identity, Azure CLI ...) for ``{endpoint}/.default``. The identity needs ``User.Read.All`` and
+- The caller says what to read: the endpoint (a manifest's ``provisioning.directory.graph.endpoint``, default
+  ``https://graph.microsoft.com``; national clouds set theirs), read at ``{endpoint}/v1.0``, the attribute names
+  and the groups whose members matter (:mod:`reconciler.selection`). The token is the one in the variable
+  ``tokenEnv`` names, else azure-identity's credential chain (``DefaultAzureCredential``: environment, workload
+  identity, managed identity, Azure CLI ...) for ``{endpoint}/.default``. The identity needs ``User.Read.All`` and
   ``GroupMember.Read.All``. Every token is registered with :mod:`reconciler.secrets`, so no output shows it.
 - Users and groups are listed with ``$select`` of only the properties the mappings and filters use, in pages of
   999 following ``@odata.nextLink``, but only to the endpoint's own scheme, host and port: the bearer token never
@@ -11,21 +12,19 @@
   ``.../microsoft.graph.group``), for the groups that matter, a few concurrently.
 - Every request has a total deadline and a size cap, every paged read a page bound. 429 and 503 wait for
   ``Retry-After`` (when it is a valid one, capped); 500/502/504, timeouts and connection failures back off
-  exponentially with jitter; all within a bounded number of retries and total wait. A 401 gets one fresh token and
+  exponentially with jitter; all within a bounded number of retries and total wait (the SCIM client's
+  :class:`~reconciler.scim.retry.RetryPolicy` and ``Retry-After`` parsing). A 401 gets one fresh token and
   one more try. Everything else stops with one line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import os
-import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -40,38 +39,26 @@ from reconciler.directory.names import (
     graph_select,
 )
 from reconciler.errors import DirectoryError
-from reconciler.manifest.model import GRAPH_ENDPOINT, GraphSource, Manifest
+from reconciler.manifest.model import GRAPH_ENDPOINT
+from reconciler.scim.retry import RETRY_AFTER_STATUSES, TRANSIENT_STATUSES, RetryPolicy, parse_retry_after
 from reconciler.secrets import register_secret
 
 GRAPH_VERSION = "/v1.0"
 GRAPH_URL = GRAPH_ENDPOINT + GRAPH_VERSION
 GRAPH_SCOPE = GRAPH_ENDPOINT + "/.default"
 PAGE_SIZE = 999
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRY_AFTER_STATUSES = frozenset({429, 503})
+RETRY_STATUSES = TRANSIENT_STATUSES | {500}  # every request is a GET: an internal error is worth another try
 MEMBER_CASTS = ("microsoft.graph.user", "microsoft.graph.group")
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024   # a page of 999 users with every attribute is a few MB
 MAX_PAGES = 20_000                      # 20 million objects per collection
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def read_graph_directory(manifest: Manifest, reader: GraphReader | None = None, *,
-                         manifest_file: str = "the manifest") -> Directory:
-    """What ``manifest`` needs from Microsoft Graph: the attributes its mappings and filters read, every user,
-    and the members of its assigned groups (of every group with ``scope: all``). Without ``reader``, the one the
-    manifest's ``provisioning.directory.graph`` describes (``manifest_file`` names it in errors)."""
-    from reconciler.directory.source import group_attributes, user_attributes
-
-    provisioning = manifest.provisioning
-    groups = None if provisioning.scope == "all" else [a.group for a in manifest.assignments if a.group]
-    reader = reader or graph_reader(provisioning.directory.graph, manifest_file)
-    return asyncio.run(reader.read(user_attributes(manifest), group_attributes(manifest), member_groups=groups))
-
-
-def graph_reader(source: GraphSource, manifest_file: str) -> GraphReader:
-    """The reader for a manifest's ``provisioning.directory.graph``: its endpoint, and its token variable if any."""
-    credential = EnvironmentToken(source.token_env, manifest_file) if source.token_env else None
-    return GraphReader(endpoint=source.endpoint, credential=credential)
+def graph_reader(endpoint: str, token_env: str | None, manifest_file: str) -> GraphReader:
+    """The reader for ``endpoint``, with the token from the variable ``token_env`` when it names one (else the
+    Azure credential chain); ``manifest_file`` names the manifest that asked for it in errors."""
+    credential = EnvironmentToken(token_env, manifest_file) if token_env else None
+    return GraphReader(endpoint=endpoint, credential=credential)
 
 
 class TokenCredential(Protocol):
@@ -120,14 +107,12 @@ class GraphReader:
         self._base_url = self._endpoint + GRAPH_VERSION
         self._scope = self._endpoint + "/.default"
         self._origin = _origin(httpx.URL(self._endpoint))
-        self._max_retries = max_retries
+        self._retry = RetryPolicy(max_attempts=max_retries + 1, max_total_wait=max_total_wait,
+                                  base_delay=base_delay, max_delay=max_delay)
         self._concurrency = concurrency
         self._sleep = sleep
         self._timeout = timeout
         self._deadline = deadline
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._max_total_wait = max_total_wait
         self._max_response_bytes = max_response_bytes
         self._max_pages = max_pages
         self._token: str | None = None
@@ -262,8 +247,8 @@ class GraphReader:
                                          f"{_graph_error(status, body)}")
                 failure = f"Microsoft Graph: GET {path}: still answering {status}"
                 retry_after = parse_retry_after(headers.get("Retry-After")) if status in RETRY_AFTER_STATUSES else None
-                delay = self._backoff(retries) if retry_after is None else min(retry_after, self._max_delay)
-            if retries >= self._max_retries or waited + delay > self._max_total_wait:
+                delay = self._backoff(retries) if retry_after is None else min(retry_after, self._retry.max_delay)
+            if retries + 1 >= self._retry.max_attempts or waited + delay > self._retry.max_total_wait:
                 raise DirectoryError(f"{failure} after {retries} retries")
             retries += 1
             waited += delay
@@ -290,9 +275,10 @@ class GraphReader:
             if self._token == used:
                 self._token = await _token(self._active_credential, self._scope)
 
-    def _backoff(self, retry: int) -> float:
-        """Full jitter over base_delay * 2**retry, capped at max_delay."""
-        return random.uniform(0, min(self._max_delay, self._base_delay * 2 ** min(retry, 30)))
+    def _backoff(self, retries: int) -> float:
+        """The policy's jittered wait after the try ``retries + 1``; past 2**30 the ceiling is max_delay anyway,
+        and the bound keeps the power from overflowing."""
+        return self._retry.backoff(min(retries, 30) + 1)
 
     def _describe(self, error: Exception) -> str:
         name = type(error).__name__
@@ -338,25 +324,6 @@ async def _token(credential: Any, scope: str) -> str:
     value = str(token.token)
     register_secret(value)
     return value
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date, RFC 9110); None when absent or not
-    one of those ("soon", "-5", "1e999", a broken date): the caller then backs off on its own."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value) if len(value) < 10 else float("inf")  # the caller caps it
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from reconciler.errors import EvaluationError, ExpressionSyntaxError
 from reconciler.expressions.check import Finding, check_text, check_tree, uses
 from reconciler.expressions.evaluate import Context, evaluate
 from reconciler.expressions.functions import FUNCTIONS, Function
-from reconciler.expressions.parse import ExpressionSyntaxError, Node, parse, walk
-from reconciler.expressions.values import EvaluationError, Value, to_json, to_text
+from reconciler.expressions.parse import Node, parse, walk
+from reconciler.expressions.values import Value, to_json, to_text
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import difflib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from reconciler.errors import ExpressionSyntaxError
 from reconciler.expressions.functions import FUNCTIONS, Function
-from reconciler.expressions.parse import Attribute, Call, ExpressionSyntaxError, Node, parse, walk
+from reconciler.expressions.parse import Attribute, Call, Node, parse, walk
 
 
 @dataclass(frozen=True)

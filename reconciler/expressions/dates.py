@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
-from reconciler.expressions.values import EvaluationError, Value, to_text
+from reconciler.errors import EvaluationError
+from reconciler.expressions.values import Value, to_text
 
 FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 INTERVALS = ("yyyy", "m", "d", "ww", "h", "n", "s")
@@ -116,11 +120,105 @@ def _truncate(number: float) -> int:
 # .NET custom date and time format strings (FormatDateTime's inputFormat and outputFormat).
 _TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\\.|yyyy|yy|MMMM|MMM|MM|M|dddd|ddd|dd|d|HH|H|hh|h|mm|m|ss|s"
                     r"|f{1,7}|F{1,7}|tt|t|zzz|zz|z|K|.", re.DOTALL)
-_NUMERIC = {"yyyy": r"\d{4}", "yy": r"\d{2}", "MM": r"\d{2}", "M": r"\d{1,2}", "dd": r"\d{2}", "d": r"\d{1,2}",
-            "HH": r"\d{2}", "H": r"\d{1,2}", "hh": r"\d{2}", "h": r"\d{1,2}", "mm": r"\d{2}", "m": r"\d{1,2}",
-            "ss": r"\d{2}", "s": r"\d{1,2}"}
 _MONTHS = list(calendar.month_name)[1:]
 _DAYS = list(calendar.day_name)
+_WORD = r"[A-Za-z]+"
+_OFFSET_TEXT = r"[+-]\d{1,2}(?::?\d{2})?"
+
+# The parts of a date a format's fields read, as passed to ``datetime`` (and the AM/PM and offset seen).
+Parts = dict[str, Any]
+_START: Parts = {"year": 1, "month": 1, "day": 1, "hour": 0, "minute": 0, "second": 0, "micro": 0,
+                 "meridiem": None, "zone": None}
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One .NET format specifier: what it matches in a text, the parts it reads from that, how a date writes it."""
+
+    pattern: str
+    read: Callable[[str, str], Parts]  # (the matched text, the whole text for errors) -> the parts it sets
+    write: Callable[[datetime], str]
+
+
+def _number(part: str, pattern: str, width: int, value: Callable[[datetime], int]) -> _Field:
+    return _Field(pattern, lambda raw, _text: {part: int(raw)}, lambda date: f"{value(date):0{width}d}")
+
+
+def _month(raw: str, text: str) -> Parts:
+    return {"month": _month_number(raw, text)}
+
+
+def _meridiem(raw: str, _text: str) -> Parts:
+    return {"meridiem": raw.upper()[0]}
+
+
+def _offset(raw: str, _text: str) -> Parts:
+    """A ``z`` or ``K`` offset (``+2``, ``+02``, ``+0200``, ``+02:00``; ``Z`` is UTC; nothing sets nothing)."""
+    if raw == "Z":
+        return {"zone": UTC}
+    if not raw:
+        return {}
+    digits = raw[1:].replace(":", "")
+    digits = digits.rjust(2, "0") + "00" if len(digits) <= 2 else digits.rjust(4, "0")
+    return {"zone": _zone(raw[0] + digits)}
+
+
+def _fraction(raw: str, _text: str) -> Parts:
+    return {"micro": int((raw or "0").ljust(6, "0")[:6])}
+
+
+def _ignored(_raw: str, _text: str) -> Parts:
+    return {}  # the day of the week is read and not checked
+
+
+def _hour12(date: datetime) -> int:
+    return date.hour % 12 or 12
+
+
+def _fraction_digits(width: int, *, trimmed: bool) -> Callable[[datetime], str]:
+    def write(date: datetime) -> str:
+        digits = f"{date.microsecond:06d}0"[:width]
+        return digits.rstrip("0") if trimmed else digits
+
+    return write
+
+
+def _fraction_fields() -> dict[str, _Field]:
+    """f to fffffff (exactly that many digits) and F to FFFFFFF (up to that many; written without trailing zeros)."""
+    fields: dict[str, _Field] = {}
+    for width in range(1, 8):
+        fields["f" * width] = _Field(rf"\d{{{width}}}", _fraction, _fraction_digits(width, trimmed=False))
+        fields["F" * width] = _Field(rf"\d{{0,{width}}}", _fraction, _fraction_digits(width, trimmed=True))
+    return fields
+
+
+_FIELDS: dict[str, _Field] = {
+    "yyyy": _number("year", r"\d{4}", 4, lambda d: d.year),
+    "yy": _Field(r"\d{2}", lambda raw, _text: {"year": int(raw) + 2000}, lambda d: f"{d.year % 100:02d}"),
+    "MMMM": _Field(_WORD, _month, lambda d: _MONTHS[d.month - 1]),
+    "MMM": _Field(_WORD, _month, lambda d: _MONTHS[d.month - 1][:3]),
+    "MM": _number("month", r"\d{2}", 2, lambda d: d.month),
+    "M": _number("month", r"\d{1,2}", 1, lambda d: d.month),
+    "dddd": _Field(_WORD, _ignored, lambda d: _DAYS[d.weekday()]),
+    "ddd": _Field(_WORD, _ignored, lambda d: _DAYS[d.weekday()][:3]),
+    "dd": _number("day", r"\d{2}", 2, lambda d: d.day),
+    "d": _number("day", r"\d{1,2}", 1, lambda d: d.day),
+    "HH": _number("hour", r"\d{2}", 2, lambda d: d.hour),
+    "H": _number("hour", r"\d{1,2}", 1, lambda d: d.hour),
+    "hh": _number("hour", r"\d{2}", 2, _hour12),
+    "h": _number("hour", r"\d{1,2}", 1, _hour12),
+    "mm": _number("minute", r"\d{2}", 2, lambda d: d.minute),
+    "m": _number("minute", r"\d{1,2}", 1, lambda d: d.minute),
+    "ss": _number("second", r"\d{2}", 2, lambda d: d.second),
+    "s": _number("second", r"\d{1,2}", 1, lambda d: d.second),
+    **_fraction_fields(),
+    "tt": _Field("AM|PM|A|P", _meridiem, lambda d: "AM" if d.hour < 12 else "PM"),
+    "t": _Field("AM|PM|A|P", _meridiem, lambda d: "A" if d.hour < 12 else "P"),
+    "zzz": _Field(_OFFSET_TEXT, _offset, lambda d: "+00:00"),  # every date here is UTC
+    "zz": _Field(_OFFSET_TEXT, _offset, lambda d: "+00"),
+    "z": _Field(_OFFSET_TEXT, _offset, lambda d: "+0"),
+    "K": _Field(r"Z|[+-]\d{2}:\d{2}|", _offset, lambda d: "Z"),
+}
 
 
 def _tokens(fmt: str) -> list[str]:
@@ -128,79 +226,37 @@ def _tokens(fmt: str) -> list[str]:
 
 
 def _literal(token: str) -> str | None:
+    """The text a token stands for as itself (quoted, escaped, or not a specifier); None for a specifier."""
     if len(token) >= 2 and token[0] == token[-1] and token[0] in "'\"":
         return token[1:-1]
     if token.startswith("\\") and len(token) == 2:
         return token[1]
-    if token in _NUMERIC or token[0] in "fFtzK" or token in ("MMMM", "MMM", "dddd", "ddd"):
-        return None
-    return token
+    return None if token in _FIELDS else token
 
 
 def parse_with_format(text: str, fmt: str) -> datetime:
     """.NET's DateTime.ParseExact with a custom format; an offset in the text converts the result to UTC."""
     pattern = ""
-    names: list[str] = []
+    fields: list[tuple[str, _Field]] = []
     for index, token in enumerate(_tokens(fmt)):
         literal = _literal(token)
-        group = f"g{index}"
         if literal is not None:
             pattern += re.escape(literal)
             continue
-        names.append(token)
-        if token in _NUMERIC:
-            pattern += f"(?P<{group}>{_NUMERIC[token]})"
-        elif token[0] in "fF":
-            pattern += f"(?P<{group}>\\d{{{len(token)}}})" if token[0] == "f" else f"(?P<{group}>\\d{{0,{len(token)}}})"
-        elif token in ("tt", "t"):
-            pattern += f"(?P<{group}>AM|PM|A|P)"
-        elif token in ("zzz", "zz", "z"):
-            pattern += f"(?P<{group}>[+-]\\d{{1,2}}(?::?\\d{{2}})?)"
-        elif token == "K":
-            pattern += f"(?P<{group}>Z|[+-]\\d{{2}}:\\d{{2}}|)"
-        elif token in ("MMMM", "MMM"):
-            pattern += f"(?P<{group}>[A-Za-z]+)"
-        else:  # ddd, dddd: the day name is read and ignored
-            pattern += f"(?P<{group}>[A-Za-z]+)"
-        names[-1] = f"{group}:{token}"
+        group = f"g{index}"
+        pattern += f"(?P<{group}>{_FIELDS[token].pattern})"
+        fields.append((group, _FIELDS[token]))
     match = re.fullmatch(pattern, text.strip(), flags=re.IGNORECASE)
     if not match:
         raise EvaluationError(f"{text!r} does not have the format {fmt!r}")
-    fields = {"year": 1, "month": 1, "day": 1, "hour": 0, "minute": 0, "second": 0, "micro": 0}
-    meridiem = None
-    zone = None
-    for entry in names:
-        group, token = entry.split(":", 1)
-        raw = match.group(group)
-        if token in ("yyyy", "yy"):
-            fields["year"] = int(raw) + (2000 if token == "yy" else 0)
-        elif token in ("MM", "M"):
-            fields["month"] = int(raw)
-        elif token in ("MMMM", "MMM"):
-            fields["month"] = _month_number(raw, text)
-        elif token in ("dd", "d"):
-            fields["day"] = int(raw)
-        elif token[0] in "Hh":
-            fields["hour"] = int(raw)
-        elif token[0] == "m":
-            fields["minute"] = int(raw)
-        elif token[0] == "s":
-            fields["second"] = int(raw)
-        elif token[0] in "fF":
-            fields["micro"] = int((raw or "0").ljust(6, "0")[:6])
-        elif token[0] == "t":
-            meridiem = raw.upper()[0]
-        elif token[0] in "zK" and raw and raw != "Z":
-            digits = raw[1:].replace(":", "")
-            digits = digits.rjust(2, "0") + "00" if len(digits) <= 2 else digits.rjust(4, "0")
-            zone = _zone(raw[0] + digits)
-        elif token == "K" and raw == "Z":
-            zone = UTC
-    if meridiem is not None:
-        fields["hour"] = fields["hour"] % 12 + (12 if meridiem == "P" else 0)
+    parts = dict(_START)
+    for group, field in fields:  # in the format's order: a later field overrides an earlier one
+        parts.update(field.read(match.group(group), text))
+    if parts["meridiem"] is not None:
+        parts["hour"] = parts["hour"] % 12 + (12 if parts["meridiem"] == "P" else 0)
     try:
-        result = datetime(fields["year"], fields["month"], fields["day"], fields["hour"], fields["minute"],
-                          fields["second"], fields["micro"], tzinfo=zone or UTC)
+        result = datetime(parts["year"], parts["month"], parts["day"], parts["hour"], parts["minute"],
+                          parts["second"], parts["micro"], tzinfo=parts["zone"] or UTC)
     except ValueError as exc:
         raise EvaluationError(f"{text!r} is not a valid date: {exc}") from None
     return result.astimezone(UTC)
@@ -218,42 +274,5 @@ def format_with(value: datetime, fmt: str) -> str:
     out: list[str] = []
     for token in _tokens(fmt):
         literal = _literal(token)
-        if literal is not None:
-            out.append(literal)
-        elif token in ("yyyy", "yy"):
-            out.append(f"{value.year:04d}" if token == "yyyy" else f"{value.year % 100:02d}")
-        elif token == "MMMM":
-            out.append(_MONTHS[value.month - 1])
-        elif token == "MMM":
-            out.append(_MONTHS[value.month - 1][:3])
-        elif token in ("MM", "M"):
-            out.append(f"{value.month:0{len(token)}d}")
-        elif token == "dddd":
-            out.append(_DAYS[value.weekday()])
-        elif token == "ddd":
-            out.append(_DAYS[value.weekday()][:3])
-        elif token in ("dd", "d"):
-            out.append(f"{value.day:0{len(token)}d}")
-        elif token in ("HH", "H"):
-            out.append(f"{value.hour:0{len(token)}d}")
-        elif token in ("hh", "h"):
-            out.append(f"{value.hour % 12 or 12:0{len(token)}d}")
-        elif token in ("mm", "m"):
-            out.append(f"{value.minute:0{len(token)}d}")
-        elif token in ("ss", "s"):
-            out.append(f"{value.second:0{len(token)}d}")
-        elif token[0] in "fF":
-            digits = f"{value.microsecond:06d}0"[: len(token)]
-            out.append(digits.rstrip("0") if token[0] == "F" else digits)
-        elif token in ("tt", "t"):
-            meridiem = "AM" if value.hour < 12 else "PM"
-            out.append(meridiem if token == "tt" else meridiem[0])
-        elif token == "zzz":
-            out.append("+00:00")
-        elif token == "zz":
-            out.append("+00")
-        elif token == "z":
-            out.append("+0")
-        elif token == "K":
-            out.append("Z")
+        out.append(literal if literal is not None else _FIELDS[token].write(value))
     return "".join(out)

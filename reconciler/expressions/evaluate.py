@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from reconciler.errors import EvaluationError
 from reconciler.expressions import dates
 from reconciler.expressions.functions import FUNCTIONS
 from reconciler.expressions.parse import Attribute, Call, Compare, Literal, Node
-from reconciler.expressions.values import EvaluationError, Value, to_text
+from reconciler.expressions.values import Value, to_text
 
 
 def _no_attributes(name: str) -> Value:

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from reconciler.errors import EvaluationError
 from reconciler.expressions import dates, text
 from reconciler.expressions.values import (
-    EvaluationError,
     Value,
     is_empty,
     is_null,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from reconciler.errors import ExpressionError
+from reconciler.errors import ExpressionSyntaxError
 
 _DIGITS = frozenset("0123456789")
 
@@ -27,19 +27,6 @@ MAX_LENGTH = 10_000  # Entra's documented limit on one expression
 COMPARISONS = ("<>", ">=", "<=", "=", ">", "<")
 NAMED_CONSTANTS = {"vbTextCompare": "vbTextCompare", "vbBinaryCompare": "vbBinaryCompare"}
 MAX_DEPTH = 100
-
-
-class ExpressionSyntaxError(ExpressionError):
-    """An expression is malformed; ``offset`` is the 0-based position in the text, ``column`` 1-based."""
-
-    def __init__(self, message: str, offset: int) -> None:
-        self.message = message
-        self.offset = offset
-        super().__init__(f"column {offset + 1}: {message}")
-
-    @property
-    def column(self) -> int:
-        return self.offset + 1
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from reconciler.errors import ExpressionError
+from reconciler.errors import EvaluationError
 
 Value = Any
-
-
-class EvaluationError(ExpressionError):
-    """An expression could not be evaluated for one object (Entra escrows such an object)."""
 
 
 def is_null(value: Value) -> bool:

@@ -15,7 +15,8 @@ from typing import Any
 
 from reconciler.manifest.model import DEFAULT_ACCESS_ROLES
 from reconciler.manifest.positions import Loc
-from reconciler.scim.paths import PathError, parse_path
+from reconciler.scim.errors import PathError
+from reconciler.scim.paths import parse_path
 
 CheckResult = tuple[Loc, str, bool]  # (where, message, whether to point at the key rather than the value)
 

@@ -1,30 +1,20 @@
-"""Files a manifest reads stay inside the repository that holds it.
+"""Manifest files stay inside the repository that holds them.
 
-A manifest is reviewed in a pull request, and what it makes a run read should be reviewable too. So:
-
-- ``provisioning.directory.snapshot`` (relative to the manifest's folder) must not leave the repository: an
-  absolute path, ``..`` past the repository's root, or a symbolic link that leads out of it is a problem at that
-  key.
-- A manifest file whose real location is outside the repository (a symbolic link to a file elsewhere) is refused
-  before it is read, with one line.
+A manifest is reviewed in a pull request, and what it makes a run read should be reviewable too. So a manifest
+file whose real location is outside the repository (a symbolic link to a file elsewhere) is refused before it is
+read, with one line; ``validate`` applies the same rule to ``provisioning.directory.snapshot``
+(:mod:`reconciler.validation.confinement`).
 
 The repository is the top-most folder above the manifest that holds a ``.git`` (the work tree's root), or, when
-there is none, the manifest's own folder. ``--directory`` on the command line is the user's explicit choice and is
-not checked here.
+there is none, the manifest's own folder.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from reconciler.errors import Problem
-
-if TYPE_CHECKING:
-    from reconciler.manifest.load import LoadedManifest
-
-SNAPSHOT_KEY = ("provisioning", "directory", "snapshot")
 
 
 def repository_root(folder: str | os.PathLike[str]) -> Path:
@@ -41,7 +31,8 @@ def repository_root(folder: str | os.PathLike[str]) -> Path:
     return root
 
 
-def _inside(path: Path, root: Path) -> bool:
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is ``root`` or below it (as written: neither is resolved here)."""
     return path == root or root in path.parents
 
 
@@ -50,31 +41,8 @@ def manifest_outside_repository(file: str) -> Problem | None:
     path = Path(file)
     root = repository_root(path.parent)
     real = path.resolve()
-    if _inside(real, root.resolve()):
+    if is_inside(real, root.resolve()):
         return None
     what = "a symbolic link to" if path.is_symlink() else "reached through a symbolic link at"
     return Problem(file, 1, 1, f"the manifest is {what} {real}, outside its repository ({root}); refusing to read "
                                "it (keep manifests inside the repository they are reviewed in)")
-
-
-def snapshot_problems(loaded: LoadedManifest) -> list[Problem]:
-    """``provisioning.directory.snapshot`` must name a file inside the manifest's repository."""
-    snapshot = loaded.manifest.provisioning.directory.snapshot
-    if not snapshot:
-        return []
-    reason = _leaves_repository(Path(loaded.file).parent, snapshot)
-    return [loaded.problem(SNAPSHOT_KEY, reason)] if reason else []
-
-
-def _leaves_repository(folder: Path, relative: str) -> str | None:
-    outside = "pass a file outside the repository with --directory"
-    if Path(relative).is_absolute():
-        return f"must be a path relative to the manifest's folder, not an absolute path; {outside}"
-    root = repository_root(folder)
-    written = Path(os.path.normpath(os.path.join(os.path.abspath(folder), relative)))
-    if not _inside(written, root):
-        return f"{relative!r} leads outside the repository ({root}) with '..'; {outside}"
-    if not _inside(written.resolve(), root.resolve()):
-        return (f"{relative!r} leads through a symbolic link to {written.resolve()}, outside the repository "
-                f"({root}); {outside}")
-    return None

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler.scim.paths import PathError, TargetPath, parse_path
+from reconciler.scim.errors import PathError
+from reconciler.scim.paths import TargetPath, parse_path
 
 API_VERSION = "reconciler/v1"
 KIND = "EnterpriseApp"
@@ -46,6 +47,7 @@ Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")]
 Scalar = str | bool | int
+MemberType = Literal["User", "Application"]
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
@@ -70,7 +72,7 @@ class Role(Model):
     )
     display_name: NonEmpty
     description: NonEmpty | None = None
-    allowed_member_types: list[Literal["User", "Application"]] = Field(default_factory=lambda: ["User"])
+    allowed_member_types: list[MemberType] = Field(default_factory=lambda: list[MemberType](["User"]))
     enabled: bool = True
 
 

@@ -65,7 +65,7 @@ def _some(message: str | None) -> list[str]:
 
 def _credentials(subject: Subject) -> dict[str, Any]:
     items = subject.props.get("credentials") or []
-    return {c.get("key"): c.get("value") for c in items if isinstance(c, Mapping)}
+    return {str(c.get("key")): c.get("value") for c in items if isinstance(c, Mapping)}
 
 
 def _default_access(subject: Subject) -> list[str]:
@@ -102,7 +102,7 @@ def _deletion_threshold(subject: Subject) -> list[str]:
 
 
 def _matching_filterable(subject: Subject) -> list[str]:
-    messages = []
+    messages: list[str] = []
     filterable = subject.props.get("filterableAttributes") or []
     for kind in ("users", "groups"):
         matching = subject.props.get(f"{kind}MatchingAttributes") or []

@@ -1,7 +1,7 @@
 """The policy rules, as plain functions of plain values.
 
 Each rule is checked in two places with the same function: on manifests by ``reconciler validate``
-(:mod:`reconciler.policy.manifest`, before anything exists) and on the declared Pulumi resources by the CrossGuard
+(:mod:`reconciler.validation.policy`, before anything exists) and on the declared Pulumi resources by the CrossGuard
 pack in ``policies/`` (:mod:`reconciler.policy.resources`). A check returns ``None`` (or nothing) when the rule
 holds and a one-line message when it does not; the adapters decide where the message points.
 """
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from reconciler.manifest.model import DEFAULT_ACCESS_ROLES
-from reconciler.scim.paths import PathError, parse_path
+from reconciler.scim.errors import PathError
+from reconciler.scim.paths import parse_path
 
 DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
 SECRET_TOKEN_KEY = "SecretToken"

@@ -6,24 +6,8 @@ against the base revision's target when its directory and target are reachable, 
 pull request that changes where the token goes is planned after merge). Safe defaults: a preview never writes
 to a target; secrets are scrubbed from the finished text whatever went wrong; personal data is masked on request.
 
-Modules: ``gitrev`` (manifests at a revision), ``azure_side``, ``scim_side``, ``model``, ``mask`` (secrets and
-personal data), ``render`` (Markdown within the size limit), ``build`` (composes them).
+Modules: ``model`` (what a preview found, plain data), ``gitrev`` (manifests at a revision), ``azure_side``,
+``scim_side``, ``mask`` (secrets and personal data), ``render`` (Markdown within the size limit; pure, like
+``model``), ``build`` (composes them: :func:`~reconciler.preview.build.render_preview`). The package itself
+imports nothing, so importing the renderer loads no Pulumi, HTTP client or run engine.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["LIMIT", "MARKER", "PreviewOptions", "build_preview", "render_preview"]
-
-
-def __getattr__(name: str) -> Any:  # keeps `import reconciler.preview.mask` light (the loop uses it)
-    if name in ("PreviewOptions", "build_preview", "render_preview"):
-        from reconciler.preview import build
-
-        return getattr(build, name)
-    if name in ("LIMIT", "MARKER"):
-        from reconciler.preview import render
-
-        return getattr(render, name)
-    raise AttributeError(name)

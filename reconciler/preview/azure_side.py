@@ -1,6 +1,7 @@
 """The Azure side of a preview: the declared resources of the base revision against the working tree's.
 
-Both listings come from the Pulumi program run under mocks (:mod:`reconciler.azure.declared`): no CLI, no cloud,
+Both listings come from the Pulumi program run under mocks (:mod:`reconciler.azure.declared`, as the data of
+:mod:`reconciler.azure.listing`): no CLI, no cloud,
 no credentials, so this works for a pull request from a fork. Resources are grouped by app (the component at the
 root of each resource's parents).
 """
@@ -8,44 +9,12 @@ root of each resource's parents).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.azure.declared import Declaration, DeclaredResource, compare
+from reconciler.azure.listing import Declaration, DeclaredResource, compare
+from reconciler.preview.model import AzureSide, InputChange, ResourceChange
 
 ACTIONS = {"create": "add", "update": "change", "delete": "remove"}
-
-
-@dataclass(frozen=True)
-class InputChange:
-    key: str
-    old: Any
-    new: Any
-
-
-@dataclass(frozen=True)
-class ResourceChange:
-    action: str  # add | change | remove
-    type: str
-    name: str
-    app: str
-    inputs: tuple[InputChange, ...] = ()
-
-    @property
-    def short_type(self) -> str:
-        return self.type.rsplit(":", 1)[-1]
-
-
-@dataclass
-class AzureSide:
-    changes: list[ResourceChange] = field(default_factory=list)
-
-    def of(self, app: str) -> list[ResourceChange]:
-        return [c for c in self.changes if c.app == app]
-
-    @property
-    def apps(self) -> set[str]:
-        return {c.app for c in self.changes}
 
 
 _IDENTITY = ("value", "id", "key", "name", "displayName")

@@ -7,17 +7,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.errors import ManifestError, Problem, ReconcilerError
+from reconciler.azure.listing import Declaration
+from reconciler.errors import BaseUnavailable, ManifestError, Problem, ReconcilerError
 from reconciler.manifest import LoadedManifest
 from reconciler.manifest.load import load_bytes
-from reconciler.preview.gitrev import BaseUnavailable, manifests_at
+from reconciler.preview.azure_side import azure_side
+from reconciler.preview.gitrev import manifests_at
 from reconciler.preview.mask import PiiMasker
-from reconciler.preview.model import AppPreview, Preview
+from reconciler.preview.model import AppPreview, Preview, ScimResult
 from reconciler.preview.render import LIMIT, Renderer
-from reconciler.preview.scim_side import ScimResult, scim_side
+from reconciler.preview.scim_side import scim_side
 from reconciler.report.escape import code_span
 from reconciler.secrets import REGISTRY, scrub
-from reconciler.validate import validate_paths
+from reconciler.validation import validate_paths
 
 # Attributes whose values name a person: with masking on, they are hashed wherever they appear in the comment.
 PERSONAL = ("userName", "displayName", "name.", "emails", "nickName", "phoneNumbers", "title")
@@ -59,7 +61,7 @@ def _load_base(options: PreviewOptions) -> tuple[list[LoadedManifest], str, str]
 
 def build_preview(options: PreviewOptions) -> tuple[Preview, list[LoadedManifest], list[LoadedManifest]]:
     """The preview, with the working tree's and the base's manifests (for the secrets and names they name)."""
-    from reconciler.azure.declared import Declaration, declared  # imports Pulumi: only for previews
+    from reconciler.azure.declared import declared  # imports Pulumi: only for previews
 
     head, problems = validate_paths(options.paths)
     if options.target and len(head) != 1:
@@ -76,8 +78,6 @@ def build_preview(options: PreviewOptions) -> tuple[Preview, list[LoadedManifest
     preview.violations = after.violations
     side = None
     if not preview.azure_reason:
-        from reconciler.preview.azure_side import azure_side
-
         try:
             before = declared(base) if base else Declaration([])
         except ReconcilerError as error:  # the base revision's program fails with this version: say so, go on

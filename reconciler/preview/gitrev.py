@@ -14,14 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import BaseUnavailable
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 GIT_TIMEOUT = 60
-
-
-class BaseUnavailable(ReconcilerError):
-    """The base revision's manifests cannot be read."""
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,55 @@
-"""What a preview found, as plain data: per app, the Azure side and the SCIM side (or why not), and the checks."""
+"""What a preview found, as plain data: per app, the Azure side and the SCIM side (or why not), and the checks.
+
+Pure: :mod:`reconciler.preview.azure_side` and :mod:`reconciler.preview.scim_side` fill these types, and
+:mod:`reconciler.preview.render` shows them without importing Pulumi, HTTP or the run engine.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from reconciler.errors import Problem
+from reconciler.plan import Plan
 from reconciler.policy.resources import Violation
-from reconciler.preview.azure_side import ResourceChange
-from reconciler.preview.scim_side import ScimResult
+
+
+@dataclass(frozen=True)
+class InputChange:
+    key: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    action: str  # add | change | remove
+    type: str
+    name: str
+    app: str
+    inputs: tuple[InputChange, ...] = ()
+
+    @property
+    def short_type(self) -> str:
+        return self.type.rsplit(":", 1)[-1]
+
+
+@dataclass
+class AzureSide:
+    changes: list[ResourceChange] = field(default_factory=list)
+
+    def of(self, app: str) -> list[ResourceChange]:
+        return [c for c in self.changes if c.app == app]
+
+    @property
+    def apps(self) -> set[str]:
+        return {c.app for c in self.changes}
+
+
+@dataclass
+class ScimResult:
+    plan: Plan | None = None
+    reason: str = ""  # why there is no plan
 
 
 @dataclass

@@ -4,27 +4,26 @@ The summary (counts per app and side, the deletion-guard flags, validation and p
 evaluated) is never trimmed. Details are: problems, then each app's disables and deletes, then its other changes,
 then attachments (``pulumi preview --diff``). When the whole would pass the limit, rows are cut from the end and
 the comment says how many rows and characters were cut.
+
+Steps are shown through the rows every renderer shows (:mod:`reconciler.report.rows`), with a formatter that
+hashes personal data when masking is on; every cell passes :mod:`reconciler.report.escape`.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.plan import DESTRUCTIVE, Step
-from reconciler.preview.azure_side import ResourceChange
+from reconciler.plan import DESTRUCTIVE, Step, step_order
 from reconciler.preview.mask import PiiMasker
-from reconciler.preview.model import AppPreview, Preview
-from reconciler.report.escape import code_span, escape_markdown, strip_controls
-from reconciler.report.rows import show
+from reconciler.preview.model import AppPreview, Preview, ResourceChange
+from reconciler.report.escape import code_span, escape_markdown, pre_text, strip_controls, table_row
+from reconciler.report.rows import Formatter, show, step_rows
 
 MARKER = "<!-- reconciler-preview -->"
 LIMIT = 65_000  # GitHub refuses a comment body above 65,536 characters
 MAX_VALUE = 100
 _TRIM_RESERVE = 400  # room for the note that says what was cut
-_ORDER = {"conflict": 0, "delete": 1, "disable": 2, "create": 3, "adopt": 4, "update": 5}
-_VERBS = {"delete": "DELETE", "disable": "disable", "conflict": "CONFLICT"}
 
 
 @dataclass
@@ -48,8 +47,34 @@ def short(value: Any) -> str:
 
 
 def step_key(step: Step) -> tuple[int, int, str, str, str]:
-    return (0 if step.kind == "User" else 1, _ORDER.get(step.action, 9), step.display.lower(), step.display,
-            step.source_id or step.target_id or "")
+    return (*step_order(step), step.display, step.source_id or step.target_id or "")
+
+
+class MaskingFormatter(Formatter):
+    """Rows for the comment: longer values, and with a ``masker`` a user's names and values as hashes; a step
+    with nothing else to show says why it is there."""
+
+    def __init__(self, masker: PiiMasker | None) -> None:
+        super().__init__(MAX_VALUE)
+        self.masker = masker
+
+    def text(self, text: str) -> str:
+        return self.masker.mask(text) if self.masker is not None else text
+
+    def display(self, step: Step) -> str:
+        return self.text(step.display) if step.kind == "User" else step.display
+
+    def value(self, step: Step, path: str, value: Any) -> str:
+        """A user's attribute values are personal: with masking on, every string becomes its hash."""
+        shown = super().value(step, path, value)
+        if self.masker is None or step.kind != "User" or path in ("active", "externalId"):
+            return shown
+        if isinstance(value, str) and value != "[Redact]":
+            return self.masker.token(value)
+        return self.text(shown)
+
+    def bare(self, step: Step) -> str:
+        return self.text(step.reason)
 
 
 class Renderer:
@@ -59,12 +84,13 @@ class Renderer:
         self.preview = preview
         self.masker = masker
         self.limit = limit
+        self.formatter = MaskingFormatter(masker)
 
     def mask(self, value: str) -> str:
-        return self.masker.mask(value) if self.masker is not None else value
+        return self.formatter.text(value)
 
     def row(self, *cells: str) -> str:
-        return "| " + " | ".join(escape_markdown(self.mask(c)) or " " for c in cells) + " |"
+        return table_row(self.mask(c) for c in cells)
 
     # -- summary -------------------------------------------------------------------------------------------------
 
@@ -194,7 +220,7 @@ class Renderer:
         for title, content in p.attachments:
             lines = strip_controls(content).splitlines()
             blocks.append(Block(escape_markdown(title), ["<pre>"],
-                                [html.escape(self.mask(line), quote=False) for line in lines], ["</pre>"]))
+                                [pre_text(self.mask(line)) for line in lines], ["</pre>"]))
         return blocks
 
     def _destructive(self, app: AppPreview) -> Block | None:
@@ -209,21 +235,9 @@ class Renderer:
         block = Block(f"<code>{name}</code>: {count} removal(s), disable(s) and delete(s){flag}",
                       ["| side | action | kind | object | reason |", "|---|---|---|---|---|"], open=True)
         block.rows += [self.row("Azure", "remove", c.short_type, c.name, "") for c in removes]
-        block.rows += [self.row("SCIM", _VERBS.get(s.action, s.action), s.kind, self._display(s), s.reason)
+        block.rows += [self.row("SCIM", s.action.verb, s.kind, self.formatter.display(s), s.reason)
                        for s in steps]
         return block
-
-    def _display(self, step: Step) -> str:
-        return self.mask(step.display) if step.kind == "User" else step.display
-
-    def _value(self, step: Step, path: str, value: Any) -> str:
-        """A user's attribute values are personal: with masking on, every string becomes its hash."""
-        shown = short(value)
-        if self.masker is None or step.kind != "User" or path in ("active", "externalId"):
-            return shown
-        if isinstance(value, str) and value != "[Redact]":
-            return self.masker.token(value)
-        return self.mask(shown)
 
     def _app_blocks(self, app: AppPreview) -> list[Block]:
         blocks = []
@@ -257,17 +271,8 @@ class Renderer:
                 for i in change.inputs]
 
     def _step_rows(self, step: Step) -> list[str]:
-        verb = _VERBS.get(step.action, step.action)
-        display = self._display(step)
-        rows = [self.row(verb, step.kind, display, c.path, self._value(step, c.path, c.old),
-                    self._value(step, c.path, c.new)) for c in step.shown_changes()]
-        if step.members_add:
-            rows.append(self.row(verb, step.kind, display, "members", "", f"+{len(step.members_add)}"))
-        if step.members_remove:
-            rows.append(self.row(verb, step.kind, display, "members", "", f"-{len(step.members_remove)}"))
-        if not rows:
-            rows.append(self.row(verb, step.kind, display, "", "", self.mask(step.reason)))
-        return rows
+        return [self.row(r.verb, r.kind, r.display, r.attribute, r.old, r.new)
+                for r in step_rows(step, detailed=True, formatter=self.formatter)]
 
     # -- the whole, within the limit -----------------------------------------------------------------------------
 

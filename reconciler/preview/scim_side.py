@@ -16,19 +16,11 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from reconciler.errors import ReconcilerError
 from reconciler.manifest import LoadedManifest
-from reconciler.plan import Plan
+from reconciler.preview.model import ScimResult
 from reconciler.run import AppRun, RunOptions
-
-
-@dataclass
-class ScimResult:
-    plan: Plan | None = None
-    reason: str = ""  # why there is no plan
-
 
 AFTER_MERGE = "the SCIM side is planned after merge, so the token is never sent to an unreviewed URL"
 

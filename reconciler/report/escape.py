@@ -1,17 +1,20 @@
 """Making directory and server text inert: for terminals (:func:`strip_controls`) and for Markdown/HTML
-(:func:`escape_markdown`, :func:`code_span`).
+(:func:`escape_markdown`, :func:`table_row`, :func:`code_span`, :func:`pre_text`).
 
 Every piece of data that a renderer did not write itself (user names, attribute values, server messages, target
 URLs) goes through one of these before it reaches a terminal, a pull-request comment or a job summary. The
 Markdown escaper uses HTML entities rather than backslashes: entities work the same in table cells, block quotes
-and inside HTML blocks such as ``<summary>``, where backslash escapes are shown literally.
+and inside HTML blocks such as ``<summary>``, where backslash escapes are shown literally. This is the only module
+that escapes Markdown or HTML; :func:`trusted_cell` is for the project's own Markdown (the generated reference).
 """
 
 from __future__ import annotations
 
+import html
 import re
+from collections.abc import Iterable
 
-__all__ = ["code_span", "escape_markdown", "strip_controls"]
+__all__ = ["code_span", "escape_markdown", "pre_text", "strip_controls", "table_row", "trusted_cell"]
 
 # ANSI escape sequences as a whole: CSI (ESC [ ... final), OSC / DCS / SOS / PM / APC strings up to BEL or ST,
 # and the two-character ESC sequences; then any control left over (C0 but tab and newline, DEL, C1).
@@ -76,3 +79,22 @@ def code_span(text: object) -> str:
     fence = "`" * (longest + 1)
     pad = " " if line.startswith("`") or line.endswith("`") or not line.strip() else ""
     return f"{fence}{pad}{line}{pad}{fence}"
+
+
+def table_row(cells: Iterable[object]) -> str:
+    """One Markdown table row, every cell escaped (an empty cell is a space, so the row keeps its columns)."""
+    return "| " + " | ".join(escape_markdown(cell) or " " for cell in cells) + " |"
+
+
+def pre_text(line: str) -> str:
+    """One line for inside an HTML ``<pre>`` block, where Markdown is not parsed: ``& < >`` as entities.
+
+    Controls are the caller's to strip, before the text is split into lines."""
+    return html.escape(line, quote=False)
+
+
+def trusted_cell(text: str) -> str:
+    """The project's own Markdown (a schema description) as one table cell: pipes escaped, newlines spaces.
+
+    Never for data from a directory, a target or a pull request: that is :func:`table_row`'s."""
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reconciler.plan import Plan
-from reconciler.report.escape import code_span, escape_markdown
+from reconciler.plan import SUMMARY_KEYS, Plan
+from reconciler.report.escape import code_span, escape_markdown, table_row
 from reconciler.report.rows import step_rows, summary_line
-
-
-def _cell(text: str) -> str:
-    return escape_markdown(text) or " "
 
 
 def render_markdown(plans: Sequence[Plan]) -> str:
@@ -24,10 +20,9 @@ def render_markdown(plans: Sequence[Plan]) -> str:
         counts = plan.summary()
         lines.append(f"### {code_span(plan.app)}: {summary_line(plan)}")
         lines.append("")
-        lines.append("| create | update | adopt | disable | delete | conflict |")
-        lines.append("|---:|---:|---:|---:|---:|---:|")
-        lines.append("| " + " | ".join(str(counts[k]) for k in
-                                        ("create", "update", "adopt", "disable", "delete", "conflict")) + " |")
+        lines.append("| " + " | ".join(SUMMARY_KEYS) + " |")
+        lines.append("|" + "---:|" * len(SUMMARY_KEYS))
+        lines.append("| " + " | ".join(str(counts[k]) for k in SUMMARY_KEYS) + " |")
         lines.append("")
         if plan.destructive:
             flag = "**over the deletion threshold**" if plan.destructive > plan.threshold else "within the threshold"
@@ -47,9 +42,8 @@ def render_markdown(plans: Sequence[Plan]) -> str:
         lines.append("| action | kind | object | attribute | old | new |")
         lines.append("|---|---|---|---|---|---|")
         for step in plan.steps:
-            for row in step_rows(step):
-                lines.append("| " + " | ".join(_cell(c) for c in (row.action, row.kind, row.display, row.attribute,
-                                                                  row.old, row.new)) + " |")
+            lines += [table_row((row.verb, row.kind, row.display, row.attribute, row.old, row.new))
+                      for row in step_rows(step)]
         lines.append("")
         lines.append("</details>")
         lines.append("")

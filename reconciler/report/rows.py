@@ -1,4 +1,8 @@
-"""The rows every renderer shows: one per attribute change, destructive steps first, values shown compactly."""
+"""The rows every renderer shows: one per attribute change, values shown compactly.
+
+How a row shows the object, the values and the reasons is a :class:`Formatter`'s choice: as they are by default;
+the pull-request preview passes one that hashes personal data. Escaping is the renderer's (rows are plain text).
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.plan import Plan, Step
+from reconciler.plan import SUMMARY_KEYS, Action, Plan, Step
 
 MAX_VALUE = 60
-VERBS = {"create": "create", "update": "update", "adopt": "adopt", "disable": "disable", "delete": "DELETE",
-         "conflict": "CONFLICT"}
 
 
 @dataclass(frozen=True)
 class Row:
-    action: str
+    action: Action
     kind: str
     display: str
     attribute: str
     old: str
     new: str
+
+    @property
+    def verb(self) -> str:
+        return self.action.verb
 
 
 def show(value: Any, limit: int = MAX_VALUE) -> str:
@@ -33,35 +39,60 @@ def show(value: Any, limit: int = MAX_VALUE) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def step_rows(step: Step, *, detailed: bool = False) -> Iterator[Row]:
+class Formatter:
+    """Shows a step's object, values and reasons as they are, values cut at ``limit`` characters."""
+
+    def __init__(self, limit: int = MAX_VALUE) -> None:
+        self.limit = limit
+
+    def display(self, step: Step) -> str:
+        return step.display
+
+    def value(self, step: Step, path: str, value: Any) -> str:
+        """The old or new value of the attribute at ``path``."""
+        return show(value, self.limit)
+
+    def text(self, text: str) -> str:
+        """A reason (which may quote a matching value)."""
+        return text
+
+    def bare(self, step: Step) -> str:
+        """The ``new`` cell of a step with nothing else to show (an adopt that changes nothing): empty."""
+        return ""
+
+
+PLAIN = Formatter()
+
+
+def step_rows(step: Step, *, detailed: bool = False, formatter: Formatter = PLAIN) -> Iterator[Row]:
     """Rows of one step; a create is one row unless ``detailed`` (its attributes are in the JSON plan)."""
-    verb = VERBS.get(step.action, step.action)
-    head = Row(verb, step.kind, step.display, "", "", "")
-    if step.action in ("delete", "conflict") or (step.action == "disable" and not step.changes):
-        yield Row(verb, step.kind, step.display, "", "", step.reason)
+    action, kind, display = step.action, step.kind, formatter.display(step)
+    if action in (Action.DELETE, Action.CONFLICT) or (action == Action.DISABLE and not step.changes):
+        yield Row(action, kind, display, "", "", formatter.text(step.reason))
         return
     changes = step.shown_changes()
-    if step.action == "create" and not detailed:
+    if action == Action.CREATE and not detailed:
         members = f", {len(step.members_add)} member(s)" if step.members_add else ""
-        yield Row(verb, step.kind, step.display, f"{len(changes)} attribute(s){members}", "-", "(new)")
+        yield Row(action, kind, display, f"{len(changes)} attribute(s){members}", "-", "(new)")
         return
     emitted = False
     for change in changes:
-        yield Row(verb, step.kind, step.display, change.path, show(change.old), show(change.new))
+        yield Row(action, kind, display, change.path, formatter.value(step, change.path, change.old),
+                  formatter.value(step, change.path, change.new))
         emitted = True
     if step.members_add:
-        yield Row(verb, step.kind, step.display, "members", "", f"+{len(step.members_add)}")
+        yield Row(action, kind, display, "members", "", f"+{len(step.members_add)}")
         emitted = True
     if step.members_remove:
-        yield Row(verb, step.kind, step.display, "members", "", f"-{len(step.members_remove)}")
+        yield Row(action, kind, display, "members", "", f"-{len(step.members_remove)}")
         emitted = True
     if not emitted:
-        yield head
+        yield Row(action, kind, display, "", "", formatter.bare(step))
 
 
 def summary_line(plan: Plan) -> str:
     counts = plan.summary()
-    parts = [f"{counts[k]} to {k}" for k in ("create", "update", "adopt", "disable", "delete") if counts.get(k)]
-    if counts.get("conflict"):
-        parts.append(f"{counts['conflict']} conflict(s)")
+    parts = [f"{counts[k]} to {k}" for k in SUMMARY_KEYS if k != Action.CONFLICT and counts.get(k)]
+    if counts.get(Action.CONFLICT):
+        parts.append(f"{counts[Action.CONFLICT]} conflict(s)")
     return ", ".join(parts) if parts else "no changes"

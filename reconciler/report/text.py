@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from reconciler.plan import Plan
+from reconciler.plan import DESTRUCTIVE, Action, Plan
 from reconciler.report.escape import strip_controls
 from reconciler.report.rows import step_rows, summary_line
 
@@ -42,9 +42,9 @@ def render_text(plans: Sequence[Plan], *, color: bool = False, width: int = 120,
             table.add_column(column, overflow="fold")
         for step in plan.steps:
             for row in step_rows(step, detailed=detailed):
-                style = "red" if row.action in ("DELETE", "disable", "CONFLICT") else (
-                    "green" if row.action == "create" else "")
-                table.add_row(*(Text(strip_controls(cell)) for cell in (row.action, row.kind, row.display,
+                style = "red" if row.action in DESTRUCTIVE or row.action == Action.CONFLICT else (
+                    "green" if row.action == Action.CREATE else "")
+                table.add_row(*(Text(strip_controls(cell)) for cell in (row.verb, row.kind, row.display,
                                                                         row.attribute, row.old, row.new)),
                               style=style)
         console.print(table)

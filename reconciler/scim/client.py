@@ -44,6 +44,7 @@ from pydantic import ValidationError
 from scim2_models import Error
 
 from reconciler.errors import TargetError
+from reconciler.scim.bulk import BulkOperation, BulkResult
 from reconciler.scim.discovery import (
     Capabilities,
     parse_resource_types,
@@ -51,14 +52,17 @@ from reconciler.scim.discovery import (
     parse_service_provider_config,
 )
 from reconciler.scim.errors import (
+    BulkOutcomeUnknown,
     OutcomeUnknown,
     ResponseTooLarge,
+    ScimRequestError,
     TargetResponseError,
     TargetStatusError,
     TargetUnreachable,
 )
+from reconciler.scim.paging import PageGuard
 from reconciler.scim.paths import parse_path
-from reconciler.scim.retry import RetryPolicy, parse_retry_after
+from reconciler.scim.retry import Attempt, Failure, RetryPolicy, Verdict, decide, parse_retry_after
 from reconciler.secrets import register_secret, scrub
 
 SCIM_JSON = "application/scim+json"
@@ -80,7 +84,6 @@ TEXT_DETAIL_CHARS = 200
 
 # Failures where nothing reached the server: always safe to retry.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 
 def eq_filter(path: str, value: str) -> str:
@@ -167,54 +170,6 @@ class _BearerAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "_BearerAuth(<redacted>)"
-
-
-@dataclass(frozen=True)
-class BulkOperation:
-    """One operation of a Bulk request; ``path`` is relative to the base URL (``/Users``, ``/Users/{id}``)."""
-
-    method: str
-    path: str
-    bulk_id: str
-    data: dict[str, Any] | None = None
-    version: str | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {"method": self.method.upper(), "path": self.path, "bulkId": self.bulk_id}
-        if self.data is not None:
-            wire["data"] = self.data
-        if self.version is not None:
-            wire["version"] = self.version
-        return wire
-
-
-@dataclass(frozen=True)
-class BulkResult:
-    """The outcome of one Bulk operation, mapped back by ``bulk_id``; ``id`` is taken from ``location``."""
-
-    bulk_id: str
-    method: str
-    status: int
-    location: str | None = None
-    id: str | None = None
-    detail: str | None = None
-    scim_type: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-class BulkOutcomeUnknown(OutcomeUnknown):
-    """A Bulk batch's answer was lost.
-
-    ``completed`` holds the results of earlier batches and ``bulk_ids`` the lost batch; operations of later
-    batches were not sent.
-    """
-
-    def __init__(self, lost: OutcomeUnknown, bulk_ids: tuple[str, ...], completed: list[BulkResult]) -> None:
-        super().__init__(lost.method, lost.path, lost.cause, bulk_ids=bulk_ids, status=lost.status)
-        self.completed = completed
 
 
 class ScimClient:
@@ -377,11 +332,9 @@ class ScimClient:
         size = page_size or self.page_size
         if self.capabilities.max_results:
             size = min(size, self.capabilities.max_results)
-        seen: set[str] = set()
-        start = 1
-        ceiling: int | None = None  # the most fresh ids the first page's totalResults allows
+        guard = PageGuard(size, self.max_objects, MAX_OBJECTS_ENV)
         for _ in range(MAX_PAGES):
-            params: dict[str, Any] = {"startIndex": start, "count": size}
+            params: dict[str, Any] = {"startIndex": guard.start, "count": size}
             if filter is not None:
                 params["filter"] = filter
             if excluded_attributes:
@@ -391,55 +344,21 @@ class ScimClient:
             try:
                 body = await self._json_request("GET", path, params=params)
             except TargetStatusError as error:
-                if error.status == 400 and "attributes" in params and start == 1:
+                if error.status == 400 and "attributes" in params and guard.start == 1:
                     self._attributes_ok = False
                     continue
                 raise
             resources = self._list(body, "GET", path)
             total = body.get("totalResults")
-            total = total if isinstance(total, int) and not isinstance(total, bool) else None
-            if start == 1 and not seen:
-                ceiling = self._first_page_checks(path, total, resources, size)
-            fresh = []
-            for resource in resources:
-                rid = resource.get("id")
-                if not isinstance(rid, str):
-                    raise TargetResponseError("GET", path, "a listed resource has no id")
-                if rid not in seen:
-                    seen.add(rid)
-                    fresh.append(resource)
-            self._check_count(path, len(seen), ceiling)
-            if not fresh:
-                if resources and total is not None and len(seen) < total:
-                    raise TargetResponseError("GET", path, f"paging repeats resources after {len(seen)} of "
-                                              f"{total}: the server seems to ignore startIndex")
-                return
-            yield fresh
-            start += len(resources)
-            if total is not None and start > total:
+            verdict = guard.page([resource.get("id") for resource in resources],
+                                 total if isinstance(total, int) and not isinstance(total, bool) else None)
+            if verdict.error is not None:
+                raise TargetResponseError("GET", path, verdict.error)
+            if verdict.fresh:
+                yield [resources[position] for position in verdict.fresh]
+            if verdict.done:
                 return
         raise TargetResponseError("GET", path, f"paging did not end after {MAX_PAGES} pages")
-
-    def _first_page_checks(self, path: str, total: int | None, resources: list[dict[str, Any]],
-                           size: int) -> int | None:
-        """Refuse a first page that contradicts itself or announces too much; the ceiling of fresh ids."""
-        if total is None:
-            return None
-        if total > 0 and not resources:
-            raise TargetResponseError("GET", path, f"the first page reports totalResults {total} but lists no "
-                                      "Resources")
-        if total > self.max_objects:
-            raise TargetResponseError("GET", path, f"the target reports {total} resources, above the limit of "
-                                      f"{self.max_objects} objects per read ({MAX_OBJECTS_ENV})")
-        return total + max(size, total // 10)
-
-    def _check_count(self, path: str, count: int, ceiling: int | None) -> None:
-        if ceiling is not None and count > ceiling:
-            raise TargetResponseError("GET", path, f"paging does not end: {count} distinct resources listed, more "
-                                      f"than the first page's totalResults allows ({ceiling}, with slack)")
-        if count > self.max_objects:
-            raise TargetResponseError("GET", path, f"paging does not end: more than {self.max_objects} resources "
-                                      f"listed, the limit of objects per read ({MAX_OBJECTS_ENV})")
 
     async def list_all(self, resource_type: str, **options: Any) -> list[dict[str, Any]]:
         """Every resource of a search, all pages."""
@@ -486,68 +405,63 @@ class ScimClient:
 
     async def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
                     headers: dict[str, str] | None = None) -> _Answer:
+        """Send until an answer below 400 or until :func:`~reconciler.scim.retry.decide` says to stop."""
         shown = f"{path}?{urlencode(params)}" if params else path
         if self._base_params:
             params = {**self._base_params, **(params or {})}
-        idempotent = method in _IDEMPOTENT
         request_headers = dict(headers or {})
         content = None
         if body is not None:
             content = json.dumps(body, ensure_ascii=False).encode()
             request_headers["Content-Type"] = SCIM_JSON
         waited = 0.0
-        lost_once = False
-        for attempt in range(1, max(1, self.retry.max_attempts) + 1):
-            delay: float | None
+        lost_before = False
+        for number in range(1, max(1, self.retry.max_attempts) + 1):
             self.requests[method] += 1
-            deadline = asyncio.timeout(self.request_timeout)
-            try:
-                async with deadline:
-                    response = await self._attempt(method, path, shown, params, content, request_headers)
-            except TimeoutError:
-                if not deadline.expired():
-                    raise
-                late = f"no complete answer within {self.request_timeout:g} s ({REQUEST_TIMEOUT_ENV})"
-                if not idempotent:
-                    raise OutcomeUnknown(method, shown, late) from None
-                # Not retried: a server that could not answer within the deadline will not on a second try, and
-                # a trickling server then costs one deadline, not one per attempt.
-                raise TargetUnreachable(method, shown, late) from None
-            except _NOT_SENT as error:
-                reason = _tls_failure(error)
-                if reason is not None:
-                    raise TargetUnreachable(method, shown, f"TLS certificate verification failed: "
-                                            f"{self._quote(reason)}; for a target whose CA is private, set "
-                                            "provisioning.target.caBundle") from None
-                failure: Exception = TargetUnreachable(method, shown, self._describe(error))
-                delay = self.retry.backoff(attempt)
-            except httpx.TransportError as error:
-                if not idempotent:
-                    raise OutcomeUnknown(method, shown, self._describe(error)) from None
-                lost_once = True
-                failure = TargetUnreachable(method, shown, self._describe(error))
-                delay = self.retry.backoff(attempt)
+            outcome = await self._try(method, path, shown, params, content, request_headers)
+            if isinstance(outcome, _Answer):
+                if outcome.status_code < 400:
+                    return outcome
+                answered = self._status_error(outcome, method, shown)
+                failure: ScimRequestError = answered
+                cause = f"HTTP {answered.status}"
+                attempt = Attempt(method, number, waited, status=answered.status, retry_after=answered.retry_after,
+                                  lost_before=lost_before)
             else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                if method == "DELETE" and status == 404 and lost_once:
-                    raise _GoneAfterRetry
-                failure = self._status_error(response, method, shown)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                if status == 429 or (idempotent and status == 503):
-                    delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
-                elif idempotent and status in (502, 504):
-                    delay = self.retry.backoff(attempt)
-                elif not idempotent and status >= 500:
-                    raise OutcomeUnknown(method, shown, f"HTTP {status}", status=status) from None
-                else:
-                    raise failure
-            if attempt >= self.retry.max_attempts or waited + delay > self.retry.max_total_wait:
+                kind, cause = outcome
+                failure = TargetUnreachable(method, shown, cause)
+                attempt = Attempt(method, number, waited, failure=kind, lost_before=lost_before)
+            decision = decide(self.retry, attempt)
+            if decision.verdict is Verdict.UNKNOWN:
+                raise OutcomeUnknown(method, shown, cause, status=attempt.status)
+            if decision.verdict is Verdict.DONE:
+                raise _GoneAfterRetry
+            if decision.verdict is Verdict.FAIL:
                 raise failure
-            waited += delay
-            await self._sleep(delay)
+            lost_before = lost_before or attempt.failure is Failure.LOST
+            waited += decision.delay
+            await self._sleep(decision.delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _try(self, method: str, path: str, shown: str, params: dict[str, Any] | None,
+                   content: bytes | None, headers: dict[str, str]) -> _Answer | tuple[Failure, str]:
+        """One attempt within the request deadline: the answer, or how it failed without one and why."""
+        deadline = asyncio.timeout(self.request_timeout)
+        try:
+            async with deadline:
+                return await self._attempt(method, path, shown, params, content, headers)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            return Failure.LATE, f"no complete answer within {self.request_timeout:g} s ({REQUEST_TIMEOUT_ENV})"
+        except _NOT_SENT as error:
+            reason = _tls_failure(error)
+            if reason is not None:
+                return Failure.UNTRUSTED, (f"TLS certificate verification failed: {self._quote(reason)}; for a "
+                                           "target whose CA is private, set provisioning.target.caBundle")
+            return Failure.NOT_SENT, self._describe(error)
+        except httpx.TransportError as error:
+            return Failure.LOST, self._describe(error)
 
     async def _attempt(self, method: str, path: str, shown: str, params: dict[str, Any] | None,
                        content: bytes | None, headers: dict[str, str]) -> _Answer:

@@ -11,11 +11,15 @@ Every error names the request (method and path, never the token) and, when the s
   :class:`ResponseTooLarge` (one of them): an answer past the size limit, never read whole.
 - :class:`OutcomeUnknown`: a write was sent and its answer lost; it may or may not have been applied. Look the
   object up (by its matching attribute) before any retry, or a create could make a duplicate.
+  :class:`BulkOutcomeUnknown` (one of them): a Bulk batch's answer was lost.
+
+:class:`PathError` is not about a request: a SCIM attribute path (as a mapping writes it) is malformed.
 """
 
 from __future__ import annotations
 
-from reconciler.errors import TargetError
+from reconciler.errors import ReconcilerError, TargetError
+from reconciler.scim.bulk import BulkResult
 
 
 class ScimRequestError(TargetError):
@@ -70,3 +74,26 @@ class OutcomeUnknown(ScimRequestError):
         self.status = status
         super().__init__(method, path, f"the answer was lost ({cause}); the write may have been applied, "
                                        "look the object up before retrying")
+
+
+class BulkOutcomeUnknown(OutcomeUnknown):
+    """A Bulk batch's answer was lost.
+
+    ``completed`` holds the results of earlier batches and ``bulk_ids`` the lost batch; operations of later
+    batches were not sent.
+    """
+
+    def __init__(self, lost: OutcomeUnknown, bulk_ids: tuple[str, ...], completed: list[BulkResult]) -> None:
+        super().__init__(lost.method, lost.path, lost.cause, bulk_ids=bulk_ids, status=lost.status)
+        self.completed = completed
+
+
+class PathError(ReconcilerError, ValueError):
+    """A SCIM path is malformed; ``column`` is 1-based within the path.
+
+    Also a ``ValueError``: a manifest's validators and the mapping engine read it as a bad value.
+    """
+
+    def __init__(self, message: str, column: int = 1) -> None:
+        super().__init__(message)
+        self.column = column

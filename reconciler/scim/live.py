@@ -1,39 +1,16 @@
-"""Live state: what the target holds, read once per run in pages (users, then groups with their members).
+"""Reading the live state: what the target holds, read once per run in pages (users, then groups with their
+members), into a :class:`~reconciler.scim.livestate.LiveState`.
 
-Plain dicts keyed by the target's ``id``. ``attributes=`` limits the read to what the planner compares, where
-the server allows it (the client drops it once if the server refuses it); ``id`` always comes back.
+``attributes=`` limits the read to what the planner compares, where the server allows it (the client drops it
+once if the server refuses it); ``id`` always comes back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from reconciler.scim.client import ScimClient, eq_filter
-from reconciler.scim.paths import parse_path
-
-Resource = dict[str, Any]
-
-
-@dataclass
-class LiveState:
-    """Every user and group of the target, keyed by id."""
-
-    users: dict[str, Resource] = field(default_factory=dict)
-    groups: dict[str, Resource] = field(default_factory=dict)
-
-
-def read_attributes(paths: Sequence[str], always: Sequence[str] = ("externalId",)) -> list[str]:
-    """The ``attributes=`` list for mapped target paths: each path's top-level attribute (or the extension
-    attribute with its URN), plus ``always``; ``id`` is returned by servers regardless."""
-    names: list[str] = []
-    for text in [*always, *paths]:
-        path = parse_path(text)
-        name = f"{path.schema}:{path.attribute}" if path.schema else path.attribute
-        if name not in names:
-            names.append(name)
-    return names
+from reconciler.scim.livestate import LiveState, Resource, read_attributes
 
 
 async def read_live(client: ScimClient, *, user_attributes: Sequence[str] | None = None,

@@ -58,12 +58,12 @@ _BOOL = AttributeRule(type="boolean")
 _TYPED = {"value": _S, "display": _S, "type": _S, "primary": _BOOL}
 
 
-def _complex(multi: bool = False, **subs: AttributeRule) -> AttributeRule:
-    return AttributeRule(type="complex", multi_valued=multi, sub=subs)
+def _complex(subs: dict[str, AttributeRule] | None = None, *, multi: bool = False) -> AttributeRule:
+    return AttributeRule(type="complex", multi_valued=multi, sub=subs or {})
 
 
 def _multi(**overrides: AttributeRule) -> AttributeRule:
-    return _complex(True, **{**_TYPED, **overrides})
+    return _complex({**_TYPED, **overrides}, multi=True)
 
 
 _NAME_SUBS = ("formatted", "familyName", "givenName", "middleName", "honorificPrefix", "honorificSuffix")
@@ -73,14 +73,14 @@ RFC7643_RULES: dict[str, dict[str, AttributeRule]] = {
     CORE_USER: {
         **{name: _S for name in ("userName", "displayName", "nickName", "title", "userType",
                                  "preferredLanguage", "locale", "timezone")},
-        "name": _complex(**dict.fromkeys(_NAME_SUBS, _S)),
+        "name": _complex(dict.fromkeys(_NAME_SUBS, _S)),
         "profileUrl": AttributeRule(type="reference", case_exact=True),
         "active": _BOOL,
         "password": _EXACT,
         "emails": _multi(), "phoneNumbers": _multi(), "ims": _multi(), "roles": _multi(),
         "entitlements": _multi(), "photos": _multi(value=AttributeRule(type="reference", case_exact=True)),
         "x509Certificates": _multi(value=AttributeRule(type="binary", case_exact=True)),
-        "addresses": _complex(True, **dict.fromkeys(_ADDRESS_SUBS, _S), primary=_BOOL),
+        "addresses": _complex({**dict.fromkeys(_ADDRESS_SUBS, _S), "primary": _BOOL}, multi=True),
         "groups": _multi(value=_EXACT),
     },
     CORE_GROUP: {
@@ -89,7 +89,7 @@ RFC7643_RULES: dict[str, dict[str, AttributeRule]] = {
     },
     ENTERPRISE_USER: {
         **{name: _S for name in ("employeeNumber", "costCenter", "organization", "division", "department")},
-        "manager": _complex(value=_EXACT, displayName=_S),
+        "manager": _complex({"value": _EXACT, "displayName": _S}),
     },
 }
 COMMON_RULES = {"id": _EXACT, "externalId": _EXACT}

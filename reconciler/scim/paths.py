@@ -15,6 +15,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from reconciler.scim.errors import PathError
+
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -28,14 +30,6 @@ _PATH = re.compile(
     rf"(?:\[(?P<fattr>{_NAME})\s+eq\s+(?P<fvalue>\"(?:[^\"\\]|\\.)*\")\])?"
     rf"(?:\.(?P<sub>{_NAME}))?$"
 )
-
-
-class PathError(ValueError):
-    """A SCIM path is malformed; ``column`` is 1-based within the path."""
-
-    def __init__(self, message: str, column: int = 1) -> None:
-        super().__init__(message)
-        self.column = column
 
 
 @dataclass(frozen=True)

@@ -109,8 +109,9 @@ class TargetServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
-        return f"http://{host}:{port}/v2"
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        name = f"[{name}]" if ":" in name else name
+        return f"http://{name}:{port}/v2"
 
     def serve_forever(self) -> None:
         self._server.serve_forever(poll_interval=0.1)

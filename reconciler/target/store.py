@@ -44,7 +44,7 @@ def load_resources(path: Path, storage: InMemoryStorage, provider: ScimProvider)
     if not isinstance(items, list):
         raise TargetError(f"{path}: the data file holds no 'resources' list")
     models = {rt.id: provider.model_for(rt) for rt in provider.resource_types}
-    resources = []
+    resources: list[Any] = []
     highest = 0
     for index, item in enumerate(items):
         kind = (item.get("meta") or {}).get("resourceType") if isinstance(item, dict) else None

@@ -1,30 +1,32 @@
-"""Which directory a command reads: the ``--directory`` override, the manifest's snapshot, or Microsoft Graph."""
+"""What a manifest needs from the directory: the Entra attributes its mappings and filters read, and the groups
+whose members matter. A pure function of the manifest; the directory readers take its answer as plain sets."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
-from reconciler.directory.model import Directory
-from reconciler.directory.snapshot import load_snapshot
 from reconciler.expressions import compile_expression, walk
 from reconciler.expressions.parse import Attribute, ExpressionSyntaxError
-from reconciler.manifest.load import LoadedManifest
 from reconciler.manifest.model import Manifest, Mapping
 
 
-def directory_for(loaded: LoadedManifest, override: str | None) -> Directory:
-    """``override`` (a snapshot path, as given on the command line), else the manifest's
-    ``provisioning.directory.snapshot`` (relative to the manifest's folder), else Microsoft Graph (at the
-    manifest's ``provisioning.directory.graph`` endpoint, with its token variable if it names one)."""
-    if override:
-        return load_snapshot(override)
-    snapshot = loaded.manifest.provisioning.directory.snapshot
-    if snapshot:
-        return load_snapshot(Path(loaded.file).parent / snapshot)
-    from reconciler.directory.graph import read_graph_directory  # network code only when it is needed
+@dataclass(frozen=True)
+class Selection:
+    """Entra attribute names to read for users and for groups, and the groups (names or object ids) whose
+    members to read; ``member_groups`` is None for every group (``scope: all``)."""
 
-    return read_graph_directory(loaded.manifest, manifest_file=loaded.file)
+    user_attributes: frozenset[str]
+    group_attributes: frozenset[str]
+    member_groups: tuple[str, ...] | None
+
+
+def selection(manifest: Manifest) -> Selection:
+    """What ``manifest`` reads: its mapped and filtered attributes, and the members of its assigned groups (of
+    every group with ``scope: all``)."""
+    provisioning = manifest.provisioning
+    groups = None if provisioning.scope == "all" else tuple(a.group for a in manifest.assignments if a.group)
+    return Selection(frozenset(user_attributes(manifest)), frozenset(group_attributes(manifest)), groups)
 
 
 def user_attributes(manifest: Manifest) -> set[str]:
@@ -34,6 +36,7 @@ def user_attributes(manifest: Manifest) -> set[str]:
 
 
 def group_attributes(manifest: Manifest) -> set[str]:
+    """The Entra attribute names the manifest's group mappings read (none when groups are not provisioned)."""
     return _mapped(manifest.provisioning.groups.mappings) if manifest.provisioning.groups.enabled else set()
 
 

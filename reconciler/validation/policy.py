@@ -1,4 +1,5 @@
-"""The policy rules applied to a loaded manifest, each problem pointing at the offending key or value.
+"""``validate``'s policy check: the rules of :mod:`reconciler.policy.rules` applied to a loaded manifest, each
+problem pointing at the offending key or value.
 
 Some rules cannot fail on a manifest that loaded at all (a notification email and a deletion threshold are required
 keys; Default Access assignments are refused by the loader); they are still checked here, so the rule and its
