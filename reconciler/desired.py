@@ -19,6 +19,7 @@ other objects go on. An object with no matching value is skipped too, but not fa
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -368,7 +369,7 @@ class _Engine:
         for rule in self.rules:
             taken = self.taken.setdefault(rule.mapping.target, set())
             try:
-                value = _coerce(rule.path, rule.value(lookup, lambda v, t=taken: to_text(v) in t))
+                value = _coerce(rule.path, rule.value(lookup, functools.partial(_is_taken, taken)))
             except EvaluationError as error:
                 raise EvaluationError(f"mapping to {rule.mapping.target!r}: {error}") from None
             except UnicodeError as error:  # e.g. ConvertToUTF8Hex of a lone surrogate
@@ -471,3 +472,8 @@ def _put(body: dict[str, Any], path: TargetPath, value: Any) -> None:
         container.setdefault(path.attribute, {})[path.sub_attribute] = value
     else:
         container[path.attribute] = value
+
+
+def _is_taken(taken: set[str], value: Any) -> bool:
+    """SelectUniqueValue's question for one target attribute: is this value already used?"""
+    return to_text(value) in taken

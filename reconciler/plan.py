@@ -189,7 +189,8 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
     plan = Plan(app=manifest.name, target=target or provisioning.target.url, deprovision=provisioning.deprovision,
                 threshold=provisioning.deletion_threshold, fingerprint=fingerprint(live),
                 allow_deletes=allow_deletes)
-    directory_ids = {o.source_id for o in (*desired.users, *desired.groups, *desired.deprovision)}
+    directory_ids = ({o.source_id for o in desired.users} | {o.source_id for o in desired.groups}
+                     | {d.source_id for d in desired.deprovision})
 
     users = LiveIndex(live.users.values(), _matching_paths(desired.users, desired.deprovision, "User"), index)
     adopt = provisioning.adopt
@@ -227,7 +228,8 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
 
 def _matching_paths(objects: Iterable[DesiredObject], gone: Iterable[Deprovision], kind: str) -> list[str]:
     paths: dict[str, None] = {}
-    for item in (*objects, *(d for d in gone if d.kind == kind)):
+    items: list[DesiredObject | Deprovision] = [*objects, *(d for d in gone if d.kind == kind)]
+    for item in items:
         for path, _ in item.matching:
             paths.setdefault(path, None)
     return list(paths)
@@ -244,9 +246,9 @@ def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, s
     matched: list[tuple[DesiredObject, Match]] = []
     for obj in objects:
         found = _resolve(index.match(obj.source_id, obj.matching, schema), obj.source_id, directory_ids, adopt)
-        taken = found.live is not None and str(found.live.get("id")) in claimed
-        if found.how in ("ambiguous", "refused") or taken:
-            detail = found.detail or f"target object is matched by {claimed[str(found.live.get('id'))]} too"
+        taken_by = claimed.get(str(found.live.get("id"))) if found.live is not None else None
+        if found.how in ("ambiguous", "refused") or taken_by is not None:
+            detail = found.detail or f"target object is matched by {taken_by} too"
             plan.steps.append(Step(Action.CONFLICT, obj.kind, obj.display, obj.source_id, reason=detail,
                                    matching=[list(pair) for pair in obj.matching]))
             continue
@@ -265,10 +267,10 @@ def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, s
             continue
         resource = _with_references({k: v for k, v in obj.resource.items() if k != "members"}, obj.references,
                                     targets)
-        changes = [c for c in diff_resource(resource, found.live, schemas) if not _removes(c, obj.add_only)]
-        if found.how == "matched" or changes:
+        diffs = [c for c in diff_resource(resource, found.live, schemas) if not _removes(c, obj.add_only)]
+        if found.how == "matched" or diffs:
             action = Action.ADOPT if found.how == "matched" else Action.UPDATE
-            step = _patch_step(action, obj, targets[obj.source_id], changes, found.detail, matching)
+            step = _patch_step(action, obj, targets[obj.source_id], diffs, found.detail, matching)
             step.changes = _redact(step.changes, obj.redacted)
             plan.steps.append(step)
     return targets, set(claimed)

@@ -8,6 +8,7 @@ conflict); ``status`` Success, Failure or Skipped; ``modifiedProperties`` lists 
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import uuid
@@ -23,7 +24,7 @@ _ACTIONS = {"create": "Create", "update": "Update", "adopt": "Update", "disable"
 class ProvisioningLog:
     """Appends records to a file (or any text stream); one instance per run shares one ``cycleId``."""
 
-    def __init__(self, stream: IO[str], *, app: str, cycle_id: str | None = None) -> None:
+    def __init__(self, stream: IO[str] | io.TextIOBase, *, app: str, cycle_id: str | None = None) -> None:
         self.stream = stream
         self.app = app
         self.cycle_id = cycle_id or str(uuid.uuid4())

@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from reconciler.errors import ExpressionError, ReconcilerError
 
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attributes(args: argparse.Namespace):
+def _attributes(args: argparse.Namespace) -> Callable[[str], Any]:
     if not (args.user or args.group):
         if args.manifest:
             raise ReconcilerError("eval: --manifest needs --user")

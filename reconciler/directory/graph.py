@@ -153,8 +153,9 @@ class GraphReader:
         finally:
             self._token = None
             self._active_credential = None
-            if owned and hasattr(credential, "close"):
-                await credential.close()
+            close = getattr(credential, "close", None) if owned else None
+            if close is not None:
+                await close()
         return Directory(
             tuple(DirectoryUser(u["id"], _clean(u)) for u in users),
             tuple(DirectoryGroup(g["id"], _clean(g), members.get(g["id"], ())) for g in groups),

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import random
-import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from reconciler.errors import EvaluationError
 from reconciler.expressions import dates
+from reconciler.expressions.context import Context
 from reconciler.expressions.functions import FUNCTIONS
 from reconciler.expressions.parse import Attribute, Call, Compare, Literal, Node
 from reconciler.expressions.values import Value, to_text
-
-
-def _no_attributes(name: str) -> Value:
-    return None
-
-
-@dataclass(frozen=True)
-class Context:
-    """What an evaluation may look at: the object's attributes, and the sources of Now, Guid and RandomString.
-
-    ``taken`` answers SelectUniqueValue's question "is this value already used in the target?".
-    """
-
-    attributes: Callable[[str], Value] = _no_attributes
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    random: random.Random = field(default_factory=secrets.SystemRandom)
-    taken: Callable[[Value], bool] = field(default=lambda value: False)
 
 
 class Args:

@@ -13,10 +13,11 @@ import string
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from reconciler.errors import EvaluationError
 from reconciler.expressions import dates, text
+from reconciler.expressions.context import Context
 from reconciler.expressions.values import (
     Value,
     is_empty,
@@ -27,8 +28,20 @@ from reconciler.expressions.values import (
     values_of,
 )
 
-if TYPE_CHECKING:
-    from reconciler.expressions.evaluate import Args
+
+class Args(Protocol):
+    """A call's arguments as a function sees them (the evaluator's lazy arguments): evaluated on first use."""
+
+    context: Context
+
+    def __len__(self) -> int: ...
+
+    def given(self, index: int) -> bool: ...
+
+    def __getitem__(self, index: int) -> Value: ...
+
+    def text(self, index: int) -> str | None: ...
+
 
 ROLE_TYPE = "WindowsAzureActiveDirectoryRole"
 # The special characters of Windows' password complexity rules, which RandomString draws from.

@@ -612,7 +612,8 @@ def parse_bulk_response(answer: Any, batch: Sequence[BulkOperation]) -> list[Bul
         except ValueError:
             status = 0
         location = item.get("location")
-        error = item.get("response") if isinstance(item.get("response"), dict) else {}
+        response = item.get("response")
+        error = response if isinstance(response, dict) else {}
         results.append(BulkResult(
             bulk_id=bulk_id, method=str(item.get("method") or by_id[bulk_id].method).upper(), status=status,
             location=location if isinstance(location, str) else None,
