@@ -7,7 +7,6 @@ variable the manifest names), and the SCIM client.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from reconciler.scim.live import read_live
 from reconciler.scim.livestate import LiveState, read_attributes
 from reconciler.scim.normalize import SchemaIndex
 from reconciler.secrets import register_secret
+from reconciler.settings import env_number
 
 MAX_ROUNDS = 5
 # After a round, re-read only the objects it wrote when they are at most max(TARGETED_MIN, live / TARGETED_SHARE).
@@ -95,21 +95,6 @@ def read_token(loaded: LoadedManifest) -> str:
     return token
 
 
-def _env_number(name: str, default: float, kind: type[int] | type[float]) -> float:
-    """A positive number from the environment variable ``name`` (``default`` when unset or empty)."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = 0
-    if not 0 < value < math.inf:  # also refuses nan
-        unit = "whole number" if kind is int else "number"
-        raise ReconcilerError(f"{name}={raw[:40]!r}: expected a positive {unit}")
-    return value
-
-
 def target_client(loaded: LoadedManifest, url: str, *, max_connections: int) -> ScimClient:
     """The SCIM client for a manifest's target: its token, its caBundle (relative to the manifest's folder) and
     the limits set in the environment (``RECONCILER_REQUEST_TIMEOUT`` seconds per request,
@@ -123,9 +108,9 @@ def target_client(loaded: LoadedManifest, url: str, *, max_connections: int) -> 
             raise TargetError(f"{loaded.file}: provisioning.target.caBundle: {error}") from None
     return ScimClient(
         url, read_token(loaded), max_connections=max_connections, ssl_context=context,
-        request_timeout=_env_number(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT, float),
-        max_response_bytes=int(_env_number(MAX_RESPONSE_BYTES_ENV, DEFAULT_MAX_RESPONSE_BYTES, int)),
-        max_objects=int(_env_number(MAX_OBJECTS_ENV, DEFAULT_MAX_OBJECTS, int)))
+        request_timeout=env_number(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT),
+        max_response_bytes=int(env_number(MAX_RESPONSE_BYTES_ENV, DEFAULT_MAX_RESPONSE_BYTES, whole=True)),
+        max_objects=int(env_number(MAX_OBJECTS_ENV, DEFAULT_MAX_OBJECTS, whole=True)))
 
 
 class AppRun:

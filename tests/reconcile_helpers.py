@@ -43,6 +43,16 @@ def directory(tmp_path: Path, edit: Callable[[dict[str, Any]], None] | None = No
     return str(path)
 
 
+def many_users(data: dict[str, Any], count: int = 600) -> None:
+    """Add ``count`` Sales users to the directory, all members of Atea Users (a run long enough to interrupt)."""
+    group = next(g for g in data["groups"] if g["displayName"] == "Atea Users")
+    for n in range(count):
+        uid = f"00000000-0000-4000-8000-{n:012d}"
+        data["users"].append({"id": uid, "userPrincipalName": f"user{n:04d}@contoso.com", "givenName": "G",
+                              "surname": f"S{n}", "accountEnabled": True, "department": "Sales"})
+        group["members"].append(uid)
+
+
 def user(data: dict[str, Any], upn: str) -> dict[str, Any]:
     return next(u for u in data["users"] if u["userPrincipalName"] == upn)
 

@@ -28,7 +28,7 @@ from reconciler.loop import (
     parse_duration,
 )
 from reconciler.run import RunOptions
-from tests.reconcile_helpers import ROOT, TOKEN, atea, by_username, directory, listing
+from tests.reconcile_helpers import ROOT, TOKEN, atea, by_username, directory, listing, many_users
 
 ATEA = str(ROOT / "manifests" / "atea.yaml")
 
@@ -157,15 +157,7 @@ def test_sigterm_while_sleeping_stops_at_once(url: str, tmp_path: Path) -> None:
 
 def test_sigterm_during_a_cycle_stops_cleanly_and_the_next_run_resumes(url: str, tmp_path: Path,
                                                                         capsys: Any) -> None:
-    def many(data: dict[str, Any]) -> None:
-        group = next(g for g in data["groups"] if g["displayName"] == "Atea Users")
-        for n in range(600):
-            uid = f"00000000-0000-4000-8000-{n:012d}"
-            data["users"].append({"id": uid, "userPrincipalName": f"user{n:04d}@contoso.com", "givenName": "G",
-                                  "surname": f"S{n}", "accountEnabled": True, "department": "Sales"})
-            group["members"].append(uid)
-
-    snapshot = directory(tmp_path, many, "big.json")
+    snapshot = directory(tmp_path, many_users, "big.json")
     process = start(url, snapshot, tmp_path)
     try:
         assert process.stdout is not None

@@ -25,7 +25,7 @@ from reconciler.manifest.confine import repository_root
 from reconciler.target.faults import Fault, FaultProxy
 from reconciler.target.serve import serving_target
 from reconciler.targeturl import normalize_target_url
-from tests.reconcile_helpers import ROOT, TOKEN, by_username, directory, listing
+from tests.reconcile_helpers import ROOT, TOKEN, by_username, directory, listing, many_users
 
 ATEA = ROOT / "manifests" / "atea.yaml"
 PROBLEM = re.compile(r"^.+:\d+:\d+: ")
@@ -199,15 +199,6 @@ def test_a_target_url_with_credentials_is_refused_without_echoing_it(url: str, t
 
 
 # -- stop signals during apply ------------------------------------------------------------------------------------
-
-
-def many_users(data: dict[str, Any]) -> None:
-    group = next(g for g in data["groups"] if g["displayName"] == "Atea Users")
-    for n in range(600):
-        uid = f"00000000-0000-4000-8000-{n:012d}"
-        data["users"].append({"id": uid, "userPrincipalName": f"user{n:04d}@contoso.com", "givenName": "G",
-                              "surname": f"S{n}", "accountEnabled": True, "department": "Sales"})
-        group["members"].append(uid)
 
 
 def start_apply(url: str, snapshot: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None

@@ -13,12 +13,10 @@ Exit codes are the shell's for a process ended by the signal: 143 for SIGTERM, 1
 from __future__ import annotations
 
 import asyncio
-import math
-import os
 import signal
 import threading
 
-from reconciler.errors import ReconcilerError
+from reconciler.settings import env_number
 
 GRACE = 10.0
 GRACE_ENV = "RECONCILER_STOP_GRACE"
@@ -27,16 +25,7 @@ EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}  # 128 + the signal's num
 
 def grace_from_environment() -> float:
     """Seconds that requests in flight get after a stop signal: ``$RECONCILER_STOP_GRACE``, else :data:`GRACE`."""
-    raw = os.environ.get(GRACE_ENV, "").strip()
-    if not raw:
-        return GRACE
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < math.inf:
-        raise ReconcilerError(f"{GRACE_ENV}={raw[:40]!r}: expected a number of seconds (0 or more)")
-    return seconds
+    return env_number(GRACE_ENV, GRACE, zero=True)
 
 
 class StopSignals:

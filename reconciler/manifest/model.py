@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -112,13 +112,7 @@ class Target(Model):
     @field_validator("url")
     @classmethod
     def _safe_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("the target URL must be an absolute https:// URL")
-        if parts.username or parts.password:
-            raise ValueError("the target URL must not carry credentials; use tokenEnv")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError("plain http:// is allowed only to loopback (127.0.0.1, ::1, localhost); use https://")
+        safe_https_url(url, "the target URL")
         return url.rstrip("/")
 
 
@@ -142,13 +136,7 @@ class GraphSource(Model):
     @field_validator("endpoint")
     @classmethod
     def _safe_endpoint(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("the Graph endpoint must be an absolute https:// URL")
-        if parts.username or parts.password:
-            raise ValueError("the Graph endpoint must not carry credentials; use tokenEnv")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError("plain http:// is allowed only to loopback (127.0.0.1, ::1, localhost); use https://")
+        parts = safe_https_url(url, "the Graph endpoint")
         if parts.query or parts.fragment:
             raise ValueError("the Graph endpoint is an origin (https://graph.microsoft.com), without a query")
         return url.rstrip("/")
@@ -281,6 +269,18 @@ class Manifest(Model):
 
     def role(self, value: str) -> Role | None:
         return next((r for r in self.roles if r.value == value), None)
+
+
+def safe_https_url(url: str, what: str) -> SplitResult:
+    """``url`` split, if it is an absolute https:// URL (plain http only to loopback) without credentials."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{what} must be an absolute https:// URL")
+    if parts.username or parts.password:
+        raise ValueError(f"{what} must not carry credentials; use tokenEnv")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError("plain http:// is allowed only to loopback (127.0.0.1, ::1, localhost); use https://")
+    return parts
 
 
 def is_loopback(host: str) -> bool:
