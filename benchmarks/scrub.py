@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reconciler.outputs import strip_controls  # noqa: E402
-from reconciler.secrets import SecretRegistry  # noqa: E402
+from reconciler.outputs import strip_controls
+from reconciler.secrets import SecretRegistry
 
 LINE = ('{"action": "update", "kind": "User", "display": "user%06d@contoso.com", "source_id": '
         '"0f8fad5b-d9cb-469f-a165-%012d", "changes": [{"path": "name.familyName", "old": "Bowen", "new": "Hughes"}]}\n')
