@@ -14,7 +14,8 @@ created without members, as Entra does, then its membership is written in one PA
   written to anybody else's account.
 - A PATCH or DELETE whose answer was lost is not resent: the object is reported failed for this round and the
   next read of the target shows what happened.
-- Each step's outcome is one provisioning-log record (:mod:`reconciler.provlog`).
+- Each step's outcome is one provisioning-log record (:mod:`reconciler.provlog`), a failure with its
+  ``errorCode``; a guarded plan logs its steps as Skipped (disables and deletes as StagedDelete) before it raises.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 from reconciler.errors import DeletionGuardTripped, TargetError
 from reconciler.match import LiveIndex, adoption_refusal
 from reconciler.plan import Plan, Step
-from reconciler.provlog import ProvisioningLog
+from reconciler.provlog import ProvisioningLog, error_code
 from reconciler.scim.bulk import BulkOperation, BulkResult
 from reconciler.scim.client import ScimClient, eq_filter
 from reconciler.scim.errors import BulkOutcomeUnknown, OutcomeUnknown, PathError, TargetStatusError
@@ -87,6 +88,8 @@ class PlanExecutor:
 
     async def run(self) -> ApplyReport:
         if self.plan.guarded:
+            if self.log is not None:
+                self.log.staged(self.plan)
             raise DeletionGuardTripped(self.plan.app, self.plan.destructive, self.plan.threshold)
         steps = [s for s in self.plan.steps if s.writes]
         users = [s for s in steps if s.kind == "User"]
@@ -127,7 +130,7 @@ class PlanExecutor:
             return
         except TargetError as error:
             for step in batch:
-                self._finish(step, started, error=str(error))
+                self._finish(step, started, error=str(error), code=error_code(error))
             return
         answered = {r.bulk_id: r for r in results}
         for bulk_id, step in by_id.items():
@@ -148,7 +151,7 @@ class PlanExecutor:
                 self._created(step, str(done[bulk_id].id))
                 self._finish(step, started)
             else:
-                self._finish(step, started, error=str(lost))
+                self._finish(step, started, error=str(lost), code=error_code(lost))
 
     async def _bulk_result(self, step: Step, result: BulkResult | None, started: float) -> None:
         """Finish one step by its operation's result: created, adopted after a 409, or failed with one line."""
@@ -156,7 +159,8 @@ class PlanExecutor:
         try:
             await self._settle_bulk_result(step, result)
         except TargetError as error:
-            self._finish(step, started if result and result.ok else step_started, error=str(error))
+            self._finish(step, started if result and result.ok else step_started, error=str(error),
+                         code=error_code(error))
         else:
             self._finish(step, started)
 
@@ -186,20 +190,20 @@ class PlanExecutor:
                 try:
                     await work(step)
                 except STEP_FAILURES as error:
-                    self._finish(step, started, error=str(error))
+                    self._finish(step, started, error=str(error), code=error_code(error))
                 else:
                     self._finish(step, started)
 
         await _every_worker(worker() for _ in range(min(self.concurrency, len(steps)) or 1))
 
-    def _finish(self, step: Step, started: float, *, error: str | None = None) -> None:
+    def _finish(self, step: Step, started: float, *, error: str | None = None, code: str | None = None) -> None:
         if error is None:
             self.report.count(step.action)
         else:
             self.report.failures.append(StepFailure(step, error))
         if self.log is not None:
             self.log.record(step, status="Failure" if error else "Success", target_id=self._target_of(step),
-                            duration_ms=int((time.monotonic() - started) * 1000), error=error)
+                            duration_ms=int((time.monotonic() - started) * 1000), error=error, code=code)
         if self.progress is not None:
             self.progress(step, error is None)
 
@@ -273,7 +277,9 @@ class PlanExecutor:
                               f"{refusal}; not adopting it")
         target_id = str(existing["id"])
         self._created(step, target_id)
-        operations = [c.operation() for c in diff_resource(body, existing)]
+        # Additions and updates only: whether a removal is allowed (an add-only role mapping) is the planner's
+        # call, made in the next round from the manifest; a body alone cannot tell.
+        operations = [c.operation() for c in diff_resource(body, existing) if c.op != "remove"]
         if operations:
             await self._write(self.client.patch(step.kind, target_id, operations))
 

@@ -13,6 +13,7 @@ import os
 import secrets
 import shlex
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,11 @@ def main() -> int:
         demo.run("apply", MANIFEST, "--directory", changed, *target, "--log", str(log))
         demo.run("plan", MANIFEST, "--directory", changed, *target, "--detailed-exitcode")
         records = [json.loads(line) for line in log.read_text().splitlines()]
-        console.print(f"Provisioning log: {len(records)} records with Entra's fields, e.g. "
-                      f"{json.dumps({k: records[-1][k] for k in ('action', 'status', 'sourceIdentity')})}",
+        statuses = Counter(r["status"] for r in records)
+        last_write = next(r for r in reversed(records) if r["status"] == "Success")
+        console.print(f"Provisioning log: {len(records)} records with Entra's fields "
+                      f"({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}), e.g. "
+                      f"{json.dumps({k: last_write[k] for k in ('action', 'status', 'sourceIdentity')})}",
                       highlight=False)
     console.print("[bold green]Demo complete:[/bold green] the target was stopped and the temporary files removed.")
     return 0

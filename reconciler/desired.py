@@ -31,6 +31,7 @@ from reconciler.expressions import Context, compile_expression, to_json, to_text
 from reconciler.expressions.check import uses
 from reconciler.expressions.parse import Attribute, walk
 from reconciler.manifest.model import Manifest, Mapping
+from reconciler.scim.normalize import merged_elements, tidy
 from reconciler.scim.paths import CORE_GROUP, CORE_USER, ENTERPRISE_USER, TargetPath
 from reconciler.scope import passes
 
@@ -42,6 +43,7 @@ MULTI_VALUED_ATTRIBUTES = frozenset({"emails", "phoneNumbers", "ims", "photos", 
 ADD_ONLY_FUNCTIONS = frozenset({"AppRoleAssignmentsComplex"})
 REDACTING_FUNCTIONS = frozenset({"Redact"})
 REFERENCE_ATTRIBUTES = frozenset({"manager"})
+LEFT_SCOPE = frozenset({"unassigned", "out of scope"})  # deprovision reasons that skipOutOfScopeDeletions spares
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,11 @@ class Deprovision:
     display: str
     matching: tuple[tuple[str, Any], ...]
     reason: str                             # "unassigned" | "out of scope" | "disabled" | "deleted"
+
+    @property
+    def left_scope(self) -> bool:
+        """Out of the app's scope (unassigned, filtered out), not disabled or deleted in the directory."""
+        return self.reason in LEFT_SCOPE
 
 
 @dataclass(frozen=True)
@@ -198,22 +205,15 @@ def _attempt(engine: _Engine, source_id: str, display: str, lookup: Callable[[st
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge two SCIM bodies; elements of multi-valued attributes merge by their ``type``."""
+    """Deep-merge two SCIM bodies; elements of multi-valued attributes merge by their identity (the ``type`` of
+    an email, the ``value`` of a role: :func:`reconciler.scim.normalize.merged_elements`)."""
     result = dict(base)
     for key, value in extra.items():
         current = result.get(key)
         if isinstance(current, dict) and isinstance(value, dict):
             result[key] = merge(current, value)
         elif isinstance(current, list) and isinstance(value, list):
-            merged = [dict(item) if isinstance(item, dict) else item for item in current]
-            for item in value:
-                twin = next((m for m in merged if isinstance(m, dict) and isinstance(item, dict)
-                             and "type" in item and m.get("type") == item["type"]), None)
-                if twin is not None:
-                    twin.update(item)
-                else:
-                    merged.append(item)
-            result[key] = merged
+            result[key] = merged_elements(key, [*current, *value])
         else:
             result[key] = value
     return result
@@ -275,10 +275,12 @@ def _assignments(manifest: Manifest, directory: Directory) -> tuple[dict[str, se
 def _out_of_scope(manifest: Manifest, user: DirectoryUser, user_roles: dict[str, set[str]]) -> str | None:
     """Why ``user`` must not be active in the target (the deprovision reason), or None when in scope."""
     provisioning = manifest.provisioning
+    # The directory's own word first: a disabled account is "disabled" even when it is also unassigned or a
+    # filter on accountEnabled excludes it (skipOutOfScopeDeletions keeps leavers of scope, never disabled ones).
+    if not user.enabled:
+        return "disabled"
     if provisioning.scope == "assigned" and user.id not in user_roles:
         return "unassigned"
-    if not user.enabled:  # the plainest reason first, even when a filter on accountEnabled also excludes the user
-        return "disabled"
     if not passes(provisioning.scoping_filters, _filter_lookup(user)):
         return "out of scope"
     return None
@@ -394,8 +396,8 @@ class _Engine:
         if not matching:
             raise NoMatchingValue("no matching value: every matching attribute is null (Entra skips such objects)")
         return DesiredObject(
-            kind=self.kind, source_id=source_id, display=display, matching=tuple(matching), resource=resource,
-            on_create=on_create, members=members,
+            kind=self.kind, source_id=source_id, display=display, matching=tuple(matching), resource=tidy(resource),
+            on_create=tidy(on_create), members=members,
             redacted=tuple(r.mapping.target for r in self.rules if r.redacted),
             add_only=tuple(r.mapping.target for r in self.rules if r.add_only),
             references=tuple(r.mapping.target for r in self.rules if r.reference),
@@ -470,6 +472,10 @@ def _put(body: dict[str, Any], path: TargetPath, value: Any) -> None:
         element[path.sub_attribute or "value"] = value
     elif path.sub_attribute is not None:
         container.setdefault(path.attribute, {})[path.sub_attribute] = value
+    elif isinstance(container.get(path.attribute), list) and isinstance(value, list):
+        # a whole list beside a filtered mapping of the same attribute (AppRoleAssignmentsComplex and
+        # roles[primary eq "True"].value): both are kept, merged by identity in tidy()
+        container[path.attribute] = [*container[path.attribute], *value]
     else:
         container[path.attribute] = value
 

@@ -13,9 +13,15 @@ saved as JSON, reviewed, and applied later. The safe defaults, in the words of t
   unless deletes are allowed explicitly.
 - A matching value that finds several live objects, an object owned by another directory object, or a match
   that ``provisioning.adopt`` does not allow (another system's ``externalId``) is a **conflict**: reported, never
-  written, and the run does not count as converged.
+  written, and the run does not count as converged. So is a write the target would refuse as a duplicate
+  (:data:`UNIQUE_ATTRIBUTES`: a value another live object holds, or one that several directory objects want).
 - Group members are managed only when they are users or groups the reconciler manages; a member someone added by
   hand to a managed group stays.
+- Entra's switches: ``provisioning.actions`` (create, update, delete) leaves out the steps of an action turned
+  off (an adopt is an update; disables and deletes are ``delete``); ``skipOutOfScopeDeletions`` keeps objects
+  that only left scope, while those disabled or deleted in the directory are still deprovisioned.
+- A reference (a manager) to a user not in the target is left unset and named in a note: set next round when
+  the manager is created this run, else said not to be provisioned (and why).
 """
 
 from __future__ import annotations
@@ -28,13 +34,13 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from reconciler.desired import Deprovision, DesiredObject, DesiredState
+from reconciler.desired import Deprovision, DesiredObject, DesiredState, Skipped
 from reconciler.errors import PlanFormatError
 from reconciler.manifest.model import Manifest
 from reconciler.match import LiveIndex, Match, adoption_refusal
 from reconciler.scim.errors import PathError
 from reconciler.scim.livestate import LiveState
-from reconciler.scim.normalize import Change, SchemaIndex, diff_resource
+from reconciler.scim.normalize import Change, SchemaIndex, comparable, diff_resource, identity_key
 from reconciler.scim.paths import CORE_GROUP, CORE_USER, parse_path
 
 PLAN_FORMAT = 1
@@ -63,6 +69,13 @@ DESTRUCTIVE = frozenset({Action.DISABLE, Action.DELETE})
 ORDER = (Action.CONFLICT, Action.DELETE, Action.DISABLE, Action.CREATE, Action.ADOPT, Action.UPDATE)
 VERBS = {**{a: a.value for a in Action}, Action.DELETE: "DELETE", Action.CONFLICT: "CONFLICT"}
 _RANK = {action: rank for rank, action in enumerate(ORDER)}
+# How many members of a membership change (or other objects in a conflict) a plan names; the rest are counted.
+MEMBERS_SHOWN = 10
+# The attribute a target keeps unique per kind: a write that would repeat a value is a conflict at plan time.
+UNIQUE_ATTRIBUTES = {CORE_USER: "userName", CORE_GROUP: "displayName"}
+# The provisioning.actions switch (Entra's target object action) each write needs; adopting writes externalId.
+ACTION_SWITCHES = {Action.CREATE: "create", Action.UPDATE: "update", Action.ADOPT: "update",
+                   Action.DISABLE: "delete", Action.DELETE: "delete"}
 
 
 def fingerprint(live: LiveState) -> str:
@@ -91,7 +104,8 @@ class Step:
 
     ``action`` is an :class:`Action` (a plain string is converted, as from a saved plan). Group steps may carry
     membership changes: ``members_add`` holds directory ids (resolved to target ids when applied, since a member
-    may be created in the same run) and ``members_remove`` target ids.
+    may be created in the same run) and ``members_remove`` target ids, each listed by display name;
+    ``member_names`` maps the first :data:`MEMBERS_SHOWN` ids of each to their display names.
     """
 
     action: Action
@@ -106,6 +120,7 @@ class Step:
     matching: list[list[Any]] = field(default_factory=list)
     members_add: list[str] = field(default_factory=list)
     members_remove: list[str] = field(default_factory=list)
+    member_names: dict[str, str] = field(default_factory=dict)  # display names of the members the plan shows
 
     def __post_init__(self) -> None:
         self.action = Action(self.action)
@@ -182,21 +197,28 @@ class Plan:
 
 
 def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, target: str = "",
-              schemas: SchemaIndex | None = None, allow_deletes: bool = False) -> Plan:
-    """Diff ``desired`` against ``live`` under the manifest's rules; see the module docstring."""
+              schemas: SchemaIndex | None = None, allow_deletes: bool = False,
+              known_ids: Iterable[str] = ()) -> Plan:
+    """Diff ``desired`` against ``live`` under the manifest's rules; see the module docstring.
+
+    ``known_ids``: directory ids beyond those in ``desired``, when it holds only some objects (provision on
+    demand), so that a live object carrying another directory object's id stays that object's, never adopted.
+    """
     provisioning = manifest.provisioning
     index = schemas or SchemaIndex.rfc_defaults()
     plan = Plan(app=manifest.name, target=target or provisioning.target.url, deprovision=provisioning.deprovision,
                 threshold=provisioning.deletion_threshold, fingerprint=fingerprint(live),
                 allow_deletes=allow_deletes)
     directory_ids = ({o.source_id for o in desired.users} | {o.source_id for o in desired.groups}
-                     | {d.source_id for d in desired.deprovision})
+                     | {d.source_id for d in desired.deprovision} | {s.source_id for s in desired.skipped}
+                     | set(known_ids))
+    keep_leavers = provisioning.skip_out_of_scope_deletions
 
     users = LiveIndex(live.users.values(), _matching_paths(desired.users, desired.deprovision, "User"), index)
     adopt = provisioning.adopt
     user_targets, touched_users = _plan_kind(plan, desired.users, users, CORE_USER, directory_ids, index, adopt)
     touched_users |= _plan_deprovision(plan, [d for d in desired.deprovision if d.kind == "User"], users,
-                                       CORE_USER)
+                                       CORE_USER, keep_leavers=keep_leavers)
 
     plan.targets.update(user_targets)
     groups_enabled = provisioning.groups.enabled
@@ -206,17 +228,20 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
         group_targets, touched_groups = _plan_kind(plan, desired.groups, groups, CORE_GROUP, directory_ids, index,
                                                    adopt)
         touched_groups |= _plan_deprovision(plan, [d for d in desired.deprovision if d.kind == "Group"], groups,
-                                            CORE_GROUP)
+                                            CORE_GROUP, keep_leavers=keep_leavers)
         plan.targets.update(group_targets)
         managed_targets = {**user_targets, **group_targets}
         _plan_members(plan, desired.groups, groups, managed_targets, set(user_targets.values()) | set(
-            group_targets.values()) | touched_users)
+            group_targets.values()) | touched_users, _member_names(desired, managed_targets, users, groups))
     managed_users = touched_users | set(user_targets.values())
     orphans = sum(1 for rid, r in live.users.items() if rid not in managed_users
                   and isinstance(r.get("externalId"), str) and r["externalId"] and r["externalId"] not in directory_ids)
     if orphans:
         plan.notes.append(f"{orphans} target user(s) carry an externalId that names no object in the directory "
                           "(deleted there, or not provisioned from it): left alone")
+    _note_skipped_targets(plan, desired.skipped, live)
+    _within_actions(plan, provisioning.actions)
+    _note_references(plan, desired, "update" in provisioning.actions)
     plan.unmanaged = {"User": len(live.users) - len(managed_users),
                       "Group": (len(live.groups) - len(touched_groups)) if groups_enabled else len(live.groups)}
     plan.steps.sort(key=step_order)
@@ -227,12 +252,51 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
 
 
 def _matching_paths(objects: Iterable[DesiredObject], gone: Iterable[Deprovision], kind: str) -> list[str]:
+    """The paths to index live objects by: every matching path, and the attribute the target keeps unique."""
     paths: dict[str, None] = {}
     items: list[DesiredObject | Deprovision] = [*objects, *(d for d in gone if d.kind == kind)]
     for item in items:
         for path, _ in item.matching:
             paths.setdefault(path, None)
+    paths.setdefault(UNIQUE_ATTRIBUTES[CORE_GROUP if kind == "Group" else CORE_USER], None)
     return list(paths)
+
+
+def _within_actions(plan: Plan, actions: Sequence[str]) -> None:
+    """Leave out the steps of the target object actions that ``provisioning.actions`` turns off (Entra's flowTypes
+    Add, Update, Delete): creates are reported as skipped, the rest counted in a note."""
+    kept: list[Step] = []
+    left_out: dict[Action, int] = {}
+    for step in plan.steps:
+        switch = ACTION_SWITCHES.get(step.action)
+        if switch is None or switch in actions:
+            kept.append(step)
+        elif step.action == Action.CREATE:
+            plan.notes.append(f"skipped {step.kind.lower()} {step.display}: provisioning.actions has no create")
+        else:
+            left_out[step.action] = left_out.get(step.action, 0) + 1
+    if "create" not in actions:
+        # A member that is never created cannot be added; asking for it every run would never converge.
+        for step in kept:
+            step.members_add = [m for m in step.members_add if m in plan.targets]
+        kept = [s for s in kept if s.action != Action.UPDATE or s.operations or s.members_add or s.members_remove]
+    for action, count in left_out.items():
+        plan.notes.append(f"{count} {action.value} step(s) left out: provisioning.actions has no "
+                          f"{ACTION_SWITCHES[action]}")
+    plan.steps = kept
+
+
+def _note_skipped_targets(plan: Plan, skipped: Sequence[Skipped], live: LiveState) -> None:
+    """Target objects of directory objects skipped this run are left alone, and the plan says why (they are not
+    orphans: their directory objects exist)."""
+    owners = {(kind, str(r.get("externalId"))): rid for kind, resources in (("User", live.users),
+                                                                            ("Group", live.groups))
+              for rid, r in resources.items() if r.get("externalId")}
+    for item in skipped:
+        target_id = owners.get((item.kind, item.source_id))
+        if target_id is not None:
+            why = "its mapping failed" if item.failed else "it has no matching value"
+            plan.notes.append(f"target {item.kind.lower()} {target_id} ({item.display}) left alone: {why}")
 
 
 def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, schema: str,
@@ -244,17 +308,26 @@ def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, s
     targets: dict[str, str] = {}
     claimed: dict[str, str] = {}  # target id -> the source id that took it, so that two never share one
     matched: list[tuple[DesiredObject, Match]] = []
-    for obj in objects:
-        found = _resolve(index.match(obj.source_id, obj.matching, schema), obj.source_id, directory_ids, adopt)
-        taken_by = claimed.get(str(found.live.get("id"))) if found.live is not None else None
+    resolved = [(obj, _resolve(index.match(obj.source_id, obj.matching, schema), obj.source_id, directory_ids,
+                               adopt)) for obj in objects]
+    clashes = _unique_clashes(resolved, index, schema, schemas)
+    for obj, found in resolved:
+        live_id = str(found.live.get("id")) if found.live is not None else None
+        taken_by = claimed.get(live_id) if live_id is not None else None
         if found.how in ("ambiguous", "refused") or taken_by is not None:
             detail = found.detail or f"target object is matched by {taken_by} too"
             plan.steps.append(Step(Action.CONFLICT, obj.kind, obj.display, obj.source_id, reason=detail,
                                    matching=[list(pair) for pair in obj.matching]))
             continue
-        if found.live is not None:
-            targets[obj.source_id] = str(found.live.get("id"))
-            claimed[str(found.live.get("id"))] = obj.source_id
+        clash = clashes.get(obj.source_id)
+        if live_id is not None and (clash is None or found.how == "owned"):
+            # An owned object in a conflict stays ours (its memberships too); a match in one is not adopted.
+            targets[obj.source_id] = live_id
+            claimed[live_id] = obj.source_id
+        if clash is not None:
+            plan.steps.append(Step(Action.CONFLICT, obj.kind, obj.display, obj.source_id, live_id, reason=clash,
+                                   matching=[list(pair) for pair in obj.matching]))
+            continue
         matched.append((obj, found))
     for obj, found in matched:
         matching = [list(pair) for pair in obj.matching]
@@ -276,6 +349,54 @@ def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, s
     return targets, set(claimed)
 
 
+def _unique_clashes(resolved: Sequence[tuple[DesiredObject, Match]], index: LiveIndex, schema: str,
+                    schemas: SchemaIndex) -> dict[str, str]:
+    """Why each object whose write would break the target's uniqueness (:data:`UNIQUE_ATTRIBUTES`) is a conflict.
+
+    Two or more directory objects wanting one value are all conflicts (which one is right is the directory's to
+    say); so is a create, adopt or update whose new value another live object already holds (the target would
+    answer 409). Values compare as the schema says (``userName`` case-insensitively).
+    """
+    attribute = UNIQUE_ATTRIBUTES[schema]
+    candidates = [(obj, found, value, comparable(value, schemas.rule(schema, attribute, value)))
+                  for obj, found in resolved if found.how not in ("ambiguous", "refused")
+                  for value in [_unique_value(obj, found, attribute)] if value is not None]
+    wanted: dict[Any, list[DesiredObject]] = {}
+    for obj, _, _, key in candidates:
+        wanted.setdefault(key, []).append(obj)
+    clashes: dict[str, str] = {}
+    for obj, found, value, key in candidates:
+        shown = "[Redact]" if ("", attribute.lower()) in {_attribute(p) for p in obj.redacted} else repr(value)
+        claimants = wanted[key]
+        if len(claimants) > 1:
+            others = [f"{o.display} ({o.source_id})" for o in claimants[:MEMBERS_SHOWN + 1] if o is not obj]
+            clashes[obj.source_id] = (f"{attribute} {shown} is wanted by directory object(s) "
+                                      f"{_first(others, len(claimants) - 1)} too; none of them is written until "
+                                      "each has its own")
+            continue
+        live_id = found.live.get("id") if found.live is not None else None
+        holders = index.matches(attribute, value, schema)
+        if holders and not any(h.get("id") == live_id for h in holders):  # held, and not by the object itself
+            ids = [str(h.get("id")) for h in holders]
+            clashes[obj.source_id] = (f"{attribute} {shown} is already held by another target object "
+                                      f"({_first(ids, len(ids))}); not sent, the target would refuse a duplicate")
+    return clashes
+
+
+def _unique_value(obj: DesiredObject, found: Match, attribute: str) -> str | None:
+    """The value ``obj`` would send for the unique ``attribute``: a create sends its whole body, an update only
+    the attributes applied always."""
+    source = obj.create_body() if found.live is None else obj.resource
+    value = next((v for k, v in source.items() if k.lower() == attribute.lower()), None)
+    return value if isinstance(value, str) and value else None
+
+
+def _first(names: Sequence[str], total: int) -> str:
+    """The first :data:`MEMBERS_SHOWN` of ``names``, then how many more of ``total``."""
+    shown = names[:MEMBERS_SHOWN]
+    return ", ".join(shown) + (f", +{total - len(shown)} more" if total > len(shown) else "")
+
+
 def _with_references(resource: dict[str, Any], references: Sequence[str], targets: Mapping[str, str]
                      ) -> dict[str, Any]:
     """``resource`` with directory ids at ``references`` (a manager) replaced by target ids, as ``{"value": id}``.
@@ -287,18 +408,72 @@ def _with_references(resource: dict[str, Any], references: Sequence[str], target
         return resource
     result = json.loads(json.dumps(resource))
     for text in references:
-        path = parse_path(text)
-        container = result.get(path.schema, {}) if path.schema else result
-        if not isinstance(container, dict) or path.attribute not in container:
+        slot = _reference_slot(result, text)
+        if slot is None:
             continue
-        value = container[path.attribute]
-        source_id = value.get("value") if isinstance(value, Mapping) else value
-        target_id = targets.get(str(source_id))
+        container, attribute, source_id = slot
+        target_id = targets.get(source_id)
         if target_id is None:
-            del container[path.attribute]
+            del container[attribute]
         else:
-            container[path.attribute] = {"value": target_id}
+            container[attribute] = {"value": target_id}
     return result
+
+
+def _reference_slot(body: dict[str, Any], text: str) -> tuple[dict[str, Any], str, str] | None:
+    """Where the reference at path ``text`` sits in ``body``: (container, attribute, directory id), or None."""
+    path = parse_path(text)
+    container = body.get(path.schema, {}) if path.schema else body
+    if not isinstance(container, dict) or path.attribute not in container:
+        return None
+    value = container[path.attribute]
+    source_id = value.get("value") if isinstance(value, Mapping) else value
+    return container, path.attribute, str(source_id)
+
+
+def _note_references(plan: Plan, desired: DesiredState, updates: bool) -> None:
+    """A note for every reference (a manager) that this plan leaves unset, naming the user and the manager.
+
+    A manager created this run is set next round (its create keeps the plan from being empty, so the run goes
+    on); one that will not be provisioned (out of scope, its mapping failed, a conflict ...) is said to be so and
+    does not hold the run: a later run sets the reference once the manager is provisioned.
+    """
+    steps = {s.source_id: s for s in plan.steps if s.kind == "User"}
+    known: tuple[dict[str, str], dict[str, str]] | None = None
+    for obj in desired.users:
+        step = steps.get(obj.source_id)
+        creating = step is not None and step.action == Action.CREATE
+        if not obj.references or not (creating or (updates and obj.source_id in plan.targets)):
+            continue
+        body = obj.create_body()
+        for text in obj.references:
+            slot = _reference_slot(body, text)
+            if slot is None or slot[2] in plan.targets:
+                continue
+            _, attribute, ref = slot
+            known = known or _unprovisioned(plan, desired)
+            displays, reasons = known
+            what = f"unresolved reference: {attribute} {displays.get(ref, ref)} of user {obj.display}"
+            referenced = steps.get(ref)
+            if referenced is not None and referenced.action == Action.CREATE:
+                plan.notes.append(f"{what} is created this run; it is set next round")
+            else:
+                reason = reasons.get(ref, "not among the directory objects of this run")
+                plan.notes.append(f"{what} will not be provisioned ({reason}); left unset")
+
+
+def _unprovisioned(plan: Plan, desired: DesiredState) -> tuple[dict[str, str], dict[str, str]]:
+    """Every directory user's display, and why those without a target object this run are not provisioned."""
+    named: list[DesiredObject | Deprovision | Skipped] = [*desired.users, *desired.deprovision, *desired.skipped]
+    displays = {o.source_id: o.display for o in named if o.kind == "User"}
+    reasons = {d.source_id: d.reason for d in desired.deprovision if d.kind == "User"}
+    reasons |= {s.source_id: "its mapping failed" if s.failed else s.reason for s in desired.skipped
+                if s.kind == "User"}
+    reasons |= {s.source_id: "a conflict" for s in plan.steps
+                if s.kind == "User" and s.action == Action.CONFLICT and s.source_id}
+    reasons |= {o.source_id: "provisioning.actions has no create" for o in desired.users
+                if o.source_id not in plan.targets and o.source_id not in reasons}
+    return displays, reasons
 
 
 @functools.lru_cache(maxsize=4096)
@@ -349,15 +524,18 @@ def _patch_step(action: Action, obj: DesiredObject, target_id: str, changes: lis
                 changes=[AttributeChange(c.path, c.old, c.new) for c in changes])
 
 
-def _plan_deprovision(plan: Plan, gone: Sequence[Deprovision], index: LiveIndex, schema: str) -> set[str]:
+def _plan_deprovision(plan: Plan, gone: Sequence[Deprovision], index: LiveIndex, schema: str, *,
+                      keep_leavers: bool = False) -> set[str]:
     """Disable or delete the live objects this app provisioned (or adopted) for directory objects now out of scope.
 
     Only owned objects (``externalId`` = the directory id) are deprovisioned: an object that merely matches an
     out-of-scope directory object on a matching attribute was never provisioned by this app, and Entra leaves
-    such objects alone too. The plan counts them in a note.
+    such objects alone too. The plan counts them in a note. With ``keep_leavers`` (skipOutOfScopeDeletions),
+    objects that only left scope stay as they are (still managed); disabled or deleted ones are deprovisioned.
     """
     touched: set[str] = set()
     not_ours = 0
+    kept = 0
     for item in gone:
         owned = index.owned_by(item.source_id)
         if len(owned) > 1:
@@ -368,23 +546,33 @@ def _plan_deprovision(plan: Plan, gone: Sequence[Deprovision], index: LiveIndex,
         if not owned:
             not_ours += index.match(item.source_id, item.matching, schema).how == "matched"
             continue
-        live = owned[0]
-        target_id = str(live.get("id"))
-        touched.add(target_id)
-        if plan.deprovision == "delete" or item.kind == "Group":
-            if item.kind == "Group" and plan.deprovision == "disable":
-                continue  # groups have no 'active'; with deprovision: disable they are left in place
-            plan.steps.append(Step(Action.DELETE, item.kind, item.display, item.source_id, target_id,
-                                   reason=item.reason))
-        elif _is_active(live.get("active")):
-            operation = {"op": "replace", "path": "active", "value": False}
-            plan.steps.append(Step(Action.DISABLE, item.kind, item.display, item.source_id, target_id,
-                                   reason=item.reason, operations=[operation],
-                                   changes=[AttributeChange("active", live.get("active"), False)]))
+        touched.add(str(owned[0].get("id")))
+        step = _deprovision_step(plan.deprovision, item, owned[0])
+        if step is not None and keep_leavers and item.left_scope:
+            kept += 1
+        elif step is not None:
+            plan.steps.append(step)
     if not_ours:
         plan.notes.append(f"{not_ours} target object(s) match out-of-scope directory objects but were not "
                           "provisioned by this app (no externalId of theirs): left alone")
+    if kept:
+        plan.notes.append(f"{kept} target object(s) of directory objects that left scope (unassigned or filtered "
+                          "out) stay as they are: provisioning.skipOutOfScopeDeletions")
     return touched
+
+
+def _deprovision_step(mode: str, item: Deprovision, live: Mapping[str, Any]) -> Step | None:
+    """The disable or delete of one owned object, or None when there is nothing to do."""
+    target_id = str(live.get("id"))
+    if mode == "delete" or item.kind == "Group":
+        if item.kind == "Group" and mode == "disable":
+            return None  # groups have no 'active'; with deprovision: disable they are left in place
+        return Step(Action.DELETE, item.kind, item.display, item.source_id, target_id, reason=item.reason)
+    if not _is_active(live.get("active")):
+        return None
+    operation = {"op": "replace", "path": "active", "value": False}
+    return Step(Action.DISABLE, item.kind, item.display, item.source_id, target_id, reason=item.reason,
+                operations=[operation], changes=[AttributeChange("active", live.get("active"), False)])
 
 
 def _is_active(value: Any) -> bool:
@@ -397,8 +585,9 @@ def _is_active(value: Any) -> bool:
 
 
 def _plan_members(plan: Plan, groups: Sequence[DesiredObject], index: LiveIndex, managed: dict[str, str],
-                  managed_target_ids: set[str]) -> None:
-    """Membership adds and removals for each desired group, folded into its step (or a new update step)."""
+                  managed_target_ids: set[str], names: Mapping[str, str]) -> None:
+    """Membership adds and removals for each desired group, folded into its step (or a new update step), listed by
+    name; the step keeps the names of the members a plan shows (:data:`MEMBERS_SHOWN` of each list)."""
     steps = {s.source_id: s for s in plan.steps if s.kind == "Group" and s.action != Action.CONFLICT}
     conflicts = {s.source_id for s in plan.steps if s.action == Action.CONFLICT}
     for group in groups:
@@ -413,9 +602,11 @@ def _plan_members(plan: Plan, groups: Sequence[DesiredObject], index: LiveIndex,
             target_id = managed.get(member)
             if target_id is not None:
                 wanted_targets.add(target_id)
+            elif member in conflicts:
+                continue  # not in the target and not written this run: asking every round would never converge
             if target_id is None or target_id not in live_members:
                 add.append(member)
-        remove = sorted(t for t in live_members - wanted_targets if t in managed_target_ids)
+        remove = [t for t in live_members - wanted_targets if t in managed_target_ids]
         if not add and not remove:
             continue
         if step is None:
@@ -423,8 +614,31 @@ def _plan_members(plan: Plan, groups: Sequence[DesiredObject], index: LiveIndex,
                         reason="membership")
             plan.steps.append(step)
             steps[group.source_id] = step
-        step.members_add = sorted(add)
-        step.members_remove = remove
+        step.members_add, step.members_remove = _by_name(add, names), _by_name(remove, names)
+        step.member_names = {m: names[m] for m in [*step.members_add[:MEMBERS_SHOWN],
+                                                   *step.members_remove[:MEMBERS_SHOWN]] if m in names}
+
+
+def _by_name(ids: Iterable[str], names: Mapping[str, str]) -> list[str]:
+    """Member ids in the order plans list them: by display name (case-insensitive), then id."""
+    return sorted(ids, key=lambda i: (names.get(i, i).casefold(), i))
+
+
+def _member_names(desired: DesiredState, targets: Mapping[str, str], users: LiveIndex,
+                  groups: LiveIndex) -> dict[str, str]:
+    """Display names by directory id and by target id: the directory's for managed objects, else the target's own
+    ``userName`` or ``displayName``."""
+    names: dict[str, str] = {}
+    for index, attribute in ((users, "userName"), (groups, "displayName")):
+        for rid, resource in index.by_id.items():
+            value = resource.get(attribute)
+            if isinstance(value, str) and value:
+                names[rid] = value
+    for obj in (*desired.users, *desired.groups):
+        names[obj.source_id] = obj.display
+        if obj.source_id in targets:
+            names[targets[obj.source_id]] = obj.display
+    return names
 
 
 def _new_attributes(body: Mapping[str, Any]) -> list[AttributeChange]:
@@ -441,6 +655,9 @@ def _flatten(resource: Mapping[str, Any], prefix: str = "") -> list[tuple[str, A
         path = f"{prefix}{separator}{key}" if prefix else key
         if isinstance(value, Mapping):
             pairs.extend(_flatten(value, path))
+        elif isinstance(value, list) and value and all(isinstance(e, Mapping) for e in value) \
+                and identity_key(key, value) == "value":
+            pairs.append((path, [e.get("value") for e in value]))  # roles: the values, one pair
         elif isinstance(value, list) and all(isinstance(e, Mapping) and "type" in e for e in value):
             for element in value:
                 pairs.extend((f'{path}[type eq "{element["type"]}"].{sub}', sub_value)

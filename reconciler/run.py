@@ -15,7 +15,7 @@ from pathlib import Path
 from reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, PlanExecutor, Progress, StepFailure
 from reconciler.desired import DesiredState, Skipped, desired_state
 from reconciler.directory_source import read_directory
-from reconciler.errors import ReconcilerError, TargetError
+from reconciler.errors import DeletionGuardTripped, ReconcilerError, TargetError
 from reconciler.manifest import LoadedManifest
 from reconciler.plan import Plan, fingerprint, make_plan
 from reconciler.provlog import ProvisioningLog
@@ -206,6 +206,11 @@ class AppRun:
         await self.prepare()
         return self.plan_for(await self.read())
 
+    def _log_considered(self, log: ProvisioningLog | None, plan: Plan, live: LiveState) -> None:
+        """The first round's records of every object no step logs (conflicts, skipped, in sync, unmanaged)."""
+        if log is not None and self.desired is not None:
+            log.considered(plan, self.desired, live)
+
     async def converge(self, *, saved: Plan | None = None, progress: Progress | None = None,
                        on_round: Callable[[int, Plan], None] | None = None) -> RunResult:
         """Apply, read again, and repeat until the plan is empty or ``max_rounds`` passed.
@@ -226,17 +231,27 @@ class AppRun:
             reviewed = {s.key for s in saved.steps}
         result = RunResult(self.manifest.name, plan,
                            failed_objects=tuple(s for s in self.desired.skipped if s.failed) if self.desired else ())
-        log = ProvisioningLog.open(self.options.log_path, app=self.manifest.name) if self.options.log_path else None
+        log = ProvisioningLog.open(self.options.log_path, app=self.manifest.name,
+                                   target=self.url) if self.options.log_path else None
         try:
             for round_number in range(1, self.options.max_rounds + 1):
                 if not plan.has_writes:
+                    if round_number == 1:
+                        self._log_considered(log, plan, live)
                     break
                 if on_round:
                     on_round(round_number, plan)
                 executor = PlanExecutor(self.client, plan, concurrency=self.options.concurrency, log=log,
                                         progress=progress, bulk=self.options.bulk,
                                         adopt=self.manifest.provisioning.adopt, schemas=self.schemas)
-                report = await executor.run()
+                try:
+                    report = await executor.run()
+                except DeletionGuardTripped:  # nothing was written; the cycle's objects are still logged
+                    if round_number == 1:
+                        self._log_considered(log, plan, live)
+                    raise
+                if round_number == 1:  # after the writes, so that logging every object never delays them
+                    self._log_considered(log, plan, live)
                 result.rounds.append(report)
                 live = await self.reread(live, plan, report)
                 plan = self.plan_for(live)

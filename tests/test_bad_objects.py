@@ -63,7 +63,9 @@ def test_apply_applies_the_others_names_the_failed_and_exits_1(url: str, tmp_pat
     users = by_username(url)
     assert len(users) == 8 and "adele.vance@contoso.com" not in users
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(records) == 8 and all(r["status"] == "Success" for r in records)
+    assert sum(r["status"] == "Success" for r in records) == 8
+    failed = [r for r in records if r["status"] == "Failure"]  # the two objects whose mapping failed
+    assert len(failed) == 2 and {r["statusInfo"]["errorCode"] for r in failed} == {"MappingFailed"}
     assert main(["apply", str(ATEA), "--directory", snapshot, "--target", url]) == 1  # still failing, nothing to do
     assert "nothing to do; 0 write request(s)" in capsys.readouterr().out
 

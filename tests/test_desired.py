@@ -150,7 +150,8 @@ def test_filtered_paths_build_typed_elements() -> None:
     assert resource["emails"] == [{"type": "work", "value": "a@contoso.com"}]
     assert resource["addresses"] == [{"type": "work", "locality": "Oslo", "postalCode": "0150"}]
     assert resource["phoneNumbers"] == [{"type": "work", "value": "+47 1"}, {"type": "mobile", "value": "+47 2"}]
-    assert resource["roles"] == [{"primary": False, "type": "WindowsAzureActiveDirectoryRole",
+    # the primary role's filtered mapping and AppRoleAssignmentsComplex's element are one role, primary
+    assert resource["roles"] == [{"primary": True, "type": "WindowsAzureActiveDirectoryRole",
                                   "display": "Administrator", "value": "Admin"}]
     assert state.users[0].add_only == ("roles",)
 

@@ -78,7 +78,8 @@ def test_two_cycles_correct_drift(url: str, tmp_path: Path) -> None:
     assert lines[1].startswith("cycle 2 ") and "atea: 1 create; converged (1 write(s))" in lines[1]
     assert "megan.bowen@contoso.com" in by_username(url) and len(listing(url)) == 10
     records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert len(records) == 11 and len({r["cycleId"] for r in records}) == 2
+    assert sum(r["status"] == "Success" for r in records) == 11 and len({r["cycleId"] for r in records}) == 2
+    assert len({r["jobId"] for r in records}) == 1  # one app, one target: one job across cycles
 
 
 def test_consecutive_failures_back_off_like_entra_quarantine(url: str, tmp_path: Path, monkeypatch: Any) -> None:

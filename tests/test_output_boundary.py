@@ -149,7 +149,8 @@ def test_write_errors_echoing_the_token_reach_neither_stderr_nor_the_log(query: 
     assert code == 1
     assert "failed: create User" in err
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert records and all(r["status"] == "Failure" for r in records)
+    writes = [r for r in records if r["actionDetail"] == "create"]
+    assert writes and all(r["status"] == "Failure" for r in writes)
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     for text in (out, err, log.read_text()):
         assert_no_fragment(text)

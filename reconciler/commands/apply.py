@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
+from reconciler.commands.apply_only import run_only
 from reconciler.commands.common import add_target_flags, load_valid, options_from, run_async
+from reconciler.commands.saved import DEFAULT_PATHS, check_targets, read_saved_plan, standalone_args
 from reconciler.commands.signals import StopSignals
-from reconciler.errors import PlanFormatError, ReconcilerError, Stopping
+from reconciler.errors import ReconcilerError, Stopping
 from reconciler.lock import DEFAULT_WAIT, target_lock
 from reconciler.plan import Plan, Step
 from reconciler.progress import progress_reporter
@@ -28,28 +28,21 @@ from reconciler.stopgate import install_stop_gate
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("apply", help="apply changes and converge each app's SCIM target")
     add_target_flags(parser)
-    parser.add_argument("--plan", metavar="FILE", help="apply this saved plan (from plan --out); refused if the "
-                                                       "target changed since")
+    parser.add_argument("--plan", metavar="FILE", help="apply this saved plan (from plan --out) to the manifests "
+                                                       "and target it was made from; refused if either changed since")
     parser.add_argument("--allow-deletes", action="store_true",
                         help="apply even when disables/deletes exceed the manifest's deletionThreshold")
     parser.add_argument("--concurrency", type=int, metavar="N", help="concurrent writes per target (default 8)")
     parser.add_argument("--log", metavar="FILE", help="append the provisioning log (JSON lines) to FILE")
     parser.add_argument("--no-bulk", action="store_true",
                         help="create with one POST per object even when the target advertises /Bulk")
+    parser.add_argument("--only", action="append", metavar="UPN_OR_ID",
+                        help="provision on demand: only this user (userPrincipalName or object id) or group "
+                             "(displayName or object id); repeatable")
     parser.add_argument("--lock-wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
                         help="wait this long for another apply to the same target to end, then fail "
                              f"(default {DEFAULT_WAIT:g})")
-    parser.set_defaults(handler=run)
-
-
-def saved_plans(path: str) -> dict[str, Plan]:
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-        return {app["name"]: Plan.from_dict(app) for app in document["apps"]}
-    except OSError as error:
-        raise ReconcilerError(f"{path}: cannot read plan: {error.strerror or error}") from None
-    except (PlanFormatError, ValueError, KeyError, TypeError) as error:
-        raise ReconcilerError(f"{path}: not a plan saved by 'reconciler plan --out' ({error})") from None
+    parser.set_defaults(handler=run, paths=[])  # no PATH: manifests/, or with --plan the plan's own manifests
 
 
 @dataclass
@@ -81,8 +74,10 @@ async def apply_all(args: argparse.Namespace, stop: StopSignals | None = None) -
 
 
 async def _apply_each(args: argparse.Namespace, stop: StopSignals) -> list[RunResult]:
+    plan_file = read_saved_plan(args.plan) if args.plan else None
+    args = standalone_args(args, plan_file) if plan_file else args
     options = options_from(args)
-    saved = saved_plans(args.plan) if args.plan else {}
+    saved = plan_file.plans if plan_file else {}
     results = []
     for loaded in load_valid(args):
         if args.plan and loaded.manifest.name not in saved:
@@ -94,6 +89,8 @@ async def _apply_each(args: argparse.Namespace, stop: StopSignals) -> list[RunRe
         result: RunResult | None = None
         try:
             async with AppRun(loaded, options) as app:
+                if plan_file:
+                    check_targets(plan_file, loaded.manifest.name, app.url)
                 install_stop_gate(app.client, stop.event)
                 try:
                     result = await _converge(app, loaded.manifest.name, args, saved, tally)
@@ -130,6 +127,10 @@ async def _converge(app: AppRun, name: str, args: argparse.Namespace, saved: dic
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.plan:
+        args.paths = args.paths or list(DEFAULT_PATHS)
+    if getattr(args, "only", None):
+        return run_only(args)
     stop = StopSignals()
     results = run_async(apply_all(args, stop))
     status = 0

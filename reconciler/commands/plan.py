@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reconciler.commands.common import add_target_flags, load_valid, options_from, run_async
+from reconciler.commands.common import add_target_flags, checked_target, load_valid, options_from, run_async
+from reconciler.commands.saved import origin_of
 from reconciler.errors import ReconcilerError
 from reconciler.outputs import write_private
 from reconciler.plan import Plan
 from reconciler.report import render_json, render_markdown, render_text
+from reconciler.report.budget import checked_limit
 from reconciler.run import AppRun
 
 
@@ -19,8 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     parser.add_argument("--detailed-exitcode", action="store_true",
                         help="exit 0 when there is nothing to change, 2 when there is, 1 on error")
-    parser.add_argument("--out", metavar="FILE", help="also save the plan as JSON, for apply --plan FILE")
+    parser.add_argument("--out", metavar="FILE", help="also save the plan as JSON, for apply --plan FILE (with "
+                                                      "its manifests' paths and digests, target and directory)")
     parser.add_argument("--detail", action="store_true", help="text: list every attribute of new objects too")
+    parser.add_argument("--max-chars", type=int, default=None, metavar="N",
+                        help="markdown: the size limit (default and maximum 65000, for a pull-request comment); "
+                             "details past it are cut, with a note")
     parser.set_defaults(handler=run)
 
 
@@ -39,11 +45,15 @@ async def make_plans(args: argparse.Namespace) -> tuple[list[Plan], list[Reconci
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.max_chars is not None and args.format != "markdown":
+        raise ReconcilerError("plan: --max-chars is for --format markdown")
+    limit = checked_limit(args.max_chars, "plan")
+    origin = origin_of(args.paths, checked_target(args.target), args.directory) if args.out else None
     plans, errors = run_async(make_plans(args))
     if args.format == "json":
         sys.stdout.write(render_json(plans))
     elif args.format == "markdown":
-        sys.stdout.write(render_markdown(plans))
+        sys.stdout.write(render_markdown(plans, limit=limit))
     else:
         sys.stdout.write(render_text(plans, color=sys.stdout.isatty(), detailed=args.detail))
     for error in errors:
@@ -52,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         return 1  # no --out file either: a partial plan must not be applied as if it were whole
     if args.out:
-        write_private(args.out, render_json(plans))
+        write_private(args.out, render_json(plans, origin))
     if args.detailed_exitcode:
         return 2 if any(not p.empty for p in plans) else 0
     return 0

@@ -39,11 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.outputs import write_private
     from reconciler.preview.build import PreviewOptions, render_preview
-    from reconciler.preview.render import LIMIT
+    from reconciler.report.budget import checked_limit
 
-    limit = LIMIT if args.max_chars is None else args.max_chars
-    if not 2_000 <= limit <= LIMIT:
-        raise ReconcilerError(f"preview: --max-chars must be between 2000 and {LIMIT}")
+    limit = checked_limit(args.max_chars, "preview")
     attachments = []
     if args.pulumi_output:
         try:

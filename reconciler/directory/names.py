@@ -3,16 +3,22 @@
 A snapshot and the Graph reader keep objects exactly as Graph returns them; :func:`user_value` and
 :func:`group_value` read one Entra-named attribute from such an object. ``IsSoftDeleted`` and
 ``appRoleAssignments`` are not directory properties: they depend on the manifest and are computed by the
-desired-state engine.
+desired-state engine. Directory extension attributes (``extension_<appId>_<name>``, the appId as 32 lowercase
+hex digits without dashes, as Entra writes them) are valid names for users and groups; Graph and snapshots spell
+them the same way, so they are read and selected unchanged.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
 COMPUTED = frozenset({"IsSoftDeleted", "appRoleAssignments"})
+# A directory extension: the app's id without dashes (lowercase, as Graph returns it; snapshot keys are
+# case-sensitive), then the property name (Graph allows 120 characters).
+EXTENSION = re.compile(r"extension_[0-9a-f]{32}_[A-Za-z0-9_]{1,120}")
 
 # Entra name -> Graph property path ("a.b" reads a nested object, "a[0]" the first item of a list).
 USER_ATTRIBUTES: dict[str, str] = {
@@ -68,8 +74,25 @@ GROUP_ATTRIBUTES: dict[str, str] = {
     "members": "members",
 }
 
-USER_NAMES = frozenset(USER_ATTRIBUTES) | COMPUTED
-GROUP_NAMES = frozenset(GROUP_ATTRIBUTES) | frozenset({"IsSoftDeleted"})
+
+
+def is_extension(name: str) -> bool:
+    """Whether ``name`` is a directory extension attribute (``extension_<32 hex digits>_<name>``)."""
+    return EXTENSION.fullmatch(name) is not None
+
+
+class SourceNames(frozenset[str]):
+    """Known source attribute names; ``in`` also accepts every well-formed directory extension attribute.
+
+    Iterating gives the fixed names only (for "did you mean" hints); set operations give a plain frozenset.
+    """
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or (isinstance(name, str) and is_extension(name))
+
+
+USER_NAMES = SourceNames(frozenset(USER_ATTRIBUTES) | COMPUTED)
+GROUP_NAMES = SourceNames(frozenset(GROUP_ATTRIBUTES) | frozenset({"IsSoftDeleted"}))
 # Graph properties every reader selects, whatever the mappings use.
 ALWAYS_USER = ("id", "userPrincipalName", "displayName", "accountEnabled")
 ALWAYS_GROUP = ("id", "displayName")
@@ -97,8 +120,14 @@ def read_path(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+def _path(table: Mapping[str, str], name: str) -> str | None:
+    """The Graph property path of an Entra name; an extension attribute is its own (top-level) property."""
+    path = table.get(name)
+    return name if path is None and is_extension(name) else path
+
+
 def user_value(record: Mapping[str, Any], name: str) -> Any:
-    path = USER_ATTRIBUTES.get(name)
+    path = _path(USER_ATTRIBUTES, name)
     if path is None:
         return None
     if name == "manager" and isinstance(record.get("manager"), str):  # a snapshot may hold the id itself
@@ -107,7 +136,7 @@ def user_value(record: Mapping[str, Any], name: str) -> Any:
 
 
 def group_value(record: Mapping[str, Any], name: str) -> Any:
-    path = GROUP_ATTRIBUTES.get(name)
+    path = _path(GROUP_ATTRIBUTES, name)
     return None if path is None else read_path(record, path)
 
 
@@ -115,7 +144,7 @@ def graph_select(names: Iterable[str], table: Mapping[str, str], always: Iterabl
     """The Graph ``$select`` list (top-level properties) needed to read ``names``."""
     selected = dict.fromkeys(always)
     for name in sorted(names):
-        path = table.get(name)
+        path = _path(table, name)
         if path and name != "members":
             top = path.split(".")[0].split("[")[0]
             selected.setdefault(top)

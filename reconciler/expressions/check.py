@@ -39,6 +39,10 @@ def check_tree(tree: Node, attributes: Collection[str] | None = None) -> list[Fi
 
 
 def unknown_attribute(name: str, attributes: Collection[str]) -> str:
+    if name.lower().startswith("extension_"):
+        return (f"malformed directory extension attribute {name!r}: Entra writes them extension_<appId>_<name>, "
+                "the appId as 32 lowercase hex digits without dashes "
+                "(e.g. extension_0123456789abcdef0123456789abcdef_costCenter)")
     exact = next((a for a in attributes if a.lower() == name.lower()), None)
     close = [exact] if exact else difflib.get_close_matches(name, list(attributes), n=1, cutoff=0.7)
     hint = f" (did you mean {close[0]!r}? names are case-sensitive)" if close else ""

@@ -1,6 +1,14 @@
 """Manifest v1: models, the position-keeping loader, and the JSON Schema."""
 
-from reconciler.manifest.load import LoadedManifest, load_manifest, load_manifests, load_text, manifest_files
+from reconciler.manifest.load import (
+    LoadedManifest,
+    PartialManifest,
+    inspect_manifests,
+    load_manifest,
+    load_manifests,
+    load_text,
+    manifest_files,
+)
 from reconciler.manifest.model import (
     Assignment,
     GroupProvisioning,
@@ -19,11 +27,13 @@ __all__ = [
     "LoadedManifest",
     "Manifest",
     "Mapping",
+    "PartialManifest",
     "Provisioning",
     "Role",
     "ScopingClause",
     "Target",
     "UserProvisioning",
+    "inspect_manifests",
     "load_manifest",
     "load_manifests",
     "load_text",

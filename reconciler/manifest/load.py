@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from reconciler.errors import ManifestError, Problem
 from reconciler.manifest.checks import check_document
 from reconciler.manifest.confine import manifest_outside_repository
 from reconciler.manifest.model import Manifest
 from reconciler.manifest.positions import Loc, SourceMap, dotted
+from reconciler.manifest.salvage import covers, salvage
 from reconciler.manifest.yamldoc import read_yaml
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -38,6 +40,31 @@ class LoadedManifest:
 
     def __repr__(self) -> str:
         return f"LoadedManifest({self.manifest.name!r} from {self.file!r})"
+
+
+class PartialManifest(LoadedManifest):
+    """A manifest that did not load, rebuilt from what did (:mod:`reconciler.manifest.salvage`), so that
+    ``validate`` runs its other checks on the rest of the file in the same pass. Never provisioned.
+
+    ``holes`` are the places of the stand-ins; a problem made at or under one (:meth:`problem`) is about a
+    stand-in, and one made at a place the cross-field rules already reported (``said``: a Default Access role)
+    would say it twice: both are kept in ``hidden`` for the caller to leave out."""
+
+    def __init__(self, manifest: Manifest, source: SourceMap, holes: frozenset[Loc],
+                 said: frozenset[Loc] = frozenset()) -> None:
+        super().__init__(manifest, source)
+        self.holes = holes
+        self.said = said
+        self.hidden: list[Problem] = []
+
+    def problem(self, loc: Loc, message: str, *, key: bool = False, offset: int | None = None) -> Problem:
+        found = super().problem(loc, message, key=key, offset=offset)
+        if loc in self.said or covers(self.holes, loc):
+            self.hidden.append(found)
+        return found
+
+    def __repr__(self) -> str:
+        return f"PartialManifest({self.manifest.name!r} from {self.file!r})"
 
 
 def manifest_files(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[Problem]]:
@@ -67,19 +94,28 @@ def load_manifest(path: str | os.PathLike[str]) -> LoadedManifest:
 
 def load_manifests(paths: Sequence[str | os.PathLike[str]] = ("manifests",)) -> list[LoadedManifest]:
     """Load every manifest under ``paths``; raise :class:`ManifestError` with every problem of every file."""
+    loaded, problems = inspect_manifests(paths)
+    if problems:
+        raise ManifestError(problems)
+    return loaded
+
+
+def inspect_manifests(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[LoadedManifest], list[Problem]]:
+    """Every manifest under ``paths`` and every problem found, never raising: a file with problems comes back as
+    a :class:`PartialManifest` when what parsed could be rebuilt, for ``validate``'s other checks. Without
+    problems, every manifest returned is whole."""
     files, problems = manifest_files(paths)
     if not files and not problems:
         problems.append(Problem(str(paths[0]) if paths else ".", 1, 1, "no manifests (*.yaml, *.yml) found"))
     loaded: list[LoadedManifest] = []
     for file in dict.fromkeys(files):
-        manifest, file_problems = _load_file(file)
+        manifest, file_problems = _inspect_bytes(file, None)
         problems.extend(file_problems)
         if manifest is not None:
             loaded.append(manifest)
-    problems.extend(_duplicate_names(loaded))
-    if problems:
-        raise ManifestError(problems)
-    return loaded
+    named = [m for m in loaded if not isinstance(m, PartialManifest) or not covers(m.holes, ("name",))]
+    problems.extend(_duplicate_names(named))
+    return loaded, sorted(problems)
 
 
 def load_text(text: str, file: str = "<manifest>") -> LoadedManifest:
@@ -100,19 +136,37 @@ def _load_file(file: str) -> tuple[LoadedManifest | None, list[Problem]]:
 
 
 def _load_bytes(file: str, raw: bytes | None) -> tuple[LoadedManifest | None, list[Problem]]:
+    loaded, problems = _inspect_bytes(file, raw)
+    return (None, problems) if problems else (loaded, [])
+
+
+def _inspect_bytes(file: str, raw: bytes | None) -> tuple[LoadedManifest | None, list[Problem]]:
+    """The manifest in one file and its problems: whole when there are none, else partial (when what parsed can
+    be rebuilt) or None. Every layer is reported at once: YAML, unknown and missing keys, values, the cross-field
+    rules of :mod:`reconciler.manifest.checks`, and the model rules that pydantic runs only on valid fields."""
     document = read_yaml(file, raw)
-    if document.problems:
-        return None, document.problems
+    if document.data is None and document.problems:
+        return None, document.problems  # unreadable, or not YAML: nothing parsed
+    source = document.source
     if not isinstance(document.data, dict):
-        return None, [Problem(file, 1, 1, "a manifest is a mapping of keys (apiVersion, kind, name, ...)")]
-    problems = [_at(document.source, loc, message, key) for loc, message, key in check_document(document.data)]
+        line, column = source.at(())  # the top-level value's own line, past any leading comments
+        problem = Problem(file, line, column, "a manifest is a mapping of keys (apiVersion, kind, name, ...)")
+        return None, [*document.problems, problem]
+    reported = {(p.line, p.column) for p in document.problems}  # a bad tag's value: said once, by the reader
+    crossed = check_document(document.data)
+    said = frozenset(loc for loc, _, _ in crossed)
+    problems = [*document.problems, *(_at(source, loc, message, key) for loc, message, key in crossed)]
     try:
         manifest = Manifest.model_validate(document.data)
     except ValidationError as exc:
-        return None, sorted(set(problems + _translate(exc, document.source)))
+        rebuilt = salvage(document.data, exc)
+        found = _translate([*_details(exc), *rebuilt.errors], source)
+        problems = sorted(set(problems + [p for p in found if (p.line, p.column) not in reported]))
+        partial = PartialManifest(rebuilt.manifest, source, rebuilt.holes, said) if rebuilt.manifest else None
+        return partial, problems
     if problems:
-        return None, sorted(problems)
-    return LoadedManifest(manifest, document.source), []
+        return PartialManifest(manifest, source, frozenset(), said), sorted(problems)
+    return LoadedManifest(manifest, source), []
 
 
 def _at(source: SourceMap, loc: Loc, message: str, key: bool = False, offset: int | None = None) -> Problem:
@@ -136,10 +190,14 @@ def _duplicate_names(loaded: Iterable[LoadedManifest]) -> list[Problem]:
     return problems
 
 
-def _translate(error: ValidationError, source: SourceMap) -> list[Problem]:
+def _details(error: ValidationError) -> list[ErrorDetails]:
+    return error.errors(include_url=False, include_input=False, include_context=True)
+
+
+def _translate(errors: Iterable[ErrorDetails], source: SourceMap) -> list[Problem]:
     """Turn pydantic's errors into one-line problems at the offending key or value."""
     problems: dict[tuple[int, int, str], Problem] = {}
-    for item in error.errors(include_url=False, include_input=False, include_context=True):
+    for item in errors:
         loc: Loc = tuple(item["loc"])
         kind = item["type"]
         if kind == "missing":

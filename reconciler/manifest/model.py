@@ -23,6 +23,9 @@ KIND = "EnterpriseApp"
 
 DEFAULT_ACCESS_ROLES = frozenset({"default access", "msiam_access"})
 DEFAULT_FILTERABLE_ATTRIBUTES = ("userName", "externalId", "displayName")
+TargetAction = Literal["create", "update", "delete"]
+# Entra's target object actions (its flowTypes Add, Update, Delete), all on by default
+TARGET_ACTIONS: tuple[TargetAction, ...] = ("create", "update", "delete")
 
 SCOPING_OPERATORS = (
     "EQUALS",
@@ -45,7 +48,9 @@ NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=False
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")]
+# An Entra name, or a directory extension (extension_<appId>_<name>); a dashed appId passes here so that validate
+# can say what is wrong with it.
+AttributeName = Annotated[str, StringConstraints(pattern=r"^(?:[A-Za-z][A-Za-z0-9_.]*|extension_[A-Za-z0-9_-]+)$")]
 Scalar = str | bool | int
 MemberType = Literal["User", "Application"]
 
@@ -179,7 +184,8 @@ class Mapping(Model):
     """One attribute mapping: a SCIM target path fed by exactly one of source, constant or expression."""
 
     target: NonEmpty = Field(description="SCIM path, e.g. name.givenName or emails[type eq \"work\"].value.")
-    source: AttributeName | None = Field(default=None, description="Entra source attribute name.")
+    source: AttributeName | None = Field(default=None, description="Entra source attribute name (or a directory "
+                                         "extension attribute, extension_<appId>_<name>).")
     constant: Scalar | None = None
     expression: NonEmpty | None = Field(default=None, description="An Entra mapping expression.")
     matching: Annotated[int, Field(ge=1)] | None = Field(
@@ -244,12 +250,32 @@ class Provisioning(Model):
     deletion_threshold: Annotated[int, Field(ge=0)] = Field(
         description="Refuse a run that would disable or delete more than this many objects."
     )
+    actions: list[TargetAction] = Field(
+        default_factory=lambda: list(TARGET_ACTIONS),
+        description="Entra's target object actions, default all three: create, update (adopting included), "
+                    "delete (every disable or delete). An action left out is never planned.",
+    )
+    skip_out_of_scope_deletions: bool = Field(
+        default=False,
+        description="Entra's SkipOutOfScopeDeletions: objects leaving scope (unassigned, filtered out) are left as "
+                    "they are; objects disabled or deleted in the directory are still deprovisioned.",
+    )
     filterable_attributes: list[NonEmpty] = Field(
         default_factory=lambda: list(DEFAULT_FILTERABLE_ATTRIBUTES),
         description="Target attributes the app can filter on; matching attributes must be among them.",
     )
     users: UserProvisioning
     groups: GroupProvisioning = Field(default_factory=GroupProvisioning)
+
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, actions: list[TargetAction]) -> list[TargetAction]:
+        if not actions:
+            raise ValueError("provisioning.actions needs at least one of create, update, delete")
+        repeated = sorted({a for a in actions if actions.count(a) > 1})
+        if repeated:
+            raise ValueError(f"provisioning.actions lists {', '.join(repeated)} more than once")
+        return actions
 
 
 class Manifest(Model):

@@ -3,7 +3,8 @@
 The summary (counts per app and side, the deletion-guard flags, validation and policy results, why a side was not
 evaluated) is never trimmed. Details are: problems, then each app's disables and deletes, then its other changes,
 then attachments (``pulumi preview --diff``). When the whole would pass the limit, rows are cut from the end and
-the comment says how many rows and characters were cut.
+the comment says how many rows and characters were cut (:mod:`reconciler.report.budget`, shared with
+``plan --format markdown``).
 
 Steps are shown through the rows every renderer shows (:mod:`reconciler.report.rows`), with a formatter that
 hashes personal data when masking is on; every cell passes :mod:`reconciler.report.escape`.
@@ -11,35 +12,20 @@ hashes personal data when masking is on; every cell passes :mod:`reconciler.repo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.plan import DESTRUCTIVE, Step, step_order
 from reconciler.preview.mask import PiiMasker
 from reconciler.preview.model import AppPreview, Preview, ResourceChange
+from reconciler.report.budget import LIMIT, Block, fit
 from reconciler.report.escape import code_span, escape_markdown, pre_text, strip_controls, table_row
 from reconciler.report.rows import Formatter, show, step_rows
 
+__all__ = ["LIMIT", "MARKER", "MaskingFormatter", "Renderer"]
+
 MARKER = "<!-- reconciler-preview -->"
-LIMIT = 65_000  # GitHub refuses a comment body above 65,536 characters
 MAX_VALUE = 100
-_TRIM_RESERVE = 400  # room for the note that says what was cut
-
-
-@dataclass
-class Block:
-    summary: str
-    header: list[str] = field(default_factory=list)
-    rows: list[str] = field(default_factory=list)
-    footer: list[str] = field(default_factory=list)
-    open: bool = False
-
-    def opening(self) -> str:
-        attribute = " open" if self.open else ""
-        return "\n".join([f"<details{attribute}><summary>{self.summary}</summary>", "", *self.header]) + "\n"
-
-    def closing(self) -> str:
-        return "\n".join([*self.footer, "", "</details>", ""]) + "\n"
+EVERY_ROW = "for every row, run `reconciler plan` (text, or `--format json`), or see the workflow's artifacts"
 
 
 def short(value: Any) -> str:
@@ -277,36 +263,4 @@ class Renderer:
     # -- the whole, within the limit -----------------------------------------------------------------------------
 
     def render(self) -> str:
-        head = self.summary()
-        if len(head) > self.limit - _TRIM_RESERVE:  # only with thousands of apps: cut the summary at a line
-            cut = head[: self.limit - _TRIM_RESERVE].rsplit("\n", 1)[0]
-            return cut + f"\n\n**Trimmed:** the summary alone passes {self.limit:,} characters; " \
-                         "run `reconciler preview` locally for the rest.\n"
-        budget = self.limit - len(head) - _TRIM_RESERVE
-        parts: list[str] = []
-        cut_rows = total_rows = cut_chars = 0
-        for block in self.blocks():
-            total_rows += len(block.rows)
-            opening, closing = block.opening(), block.closing()
-            frame = len(opening) + len(closing)
-            if cut_rows or frame > budget:
-                cut_rows += len(block.rows)
-                cut_chars += sum(len(r) + 1 for r in block.rows)
-                continue
-            budget -= frame
-            kept = []
-            for index, line in enumerate(block.rows):
-                if len(line) + 1 > budget:
-                    rest = block.rows[index:]
-                    cut_rows += len(rest)
-                    cut_chars += sum(len(r) + 1 for r in rest)
-                    break
-                kept.append(line)
-                budget -= len(line) + 1
-            parts.append(opening + "".join(f"{line}\n" for line in kept) + closing)
-        body = head + "\n".join(parts)
-        if cut_rows:
-            body += (f"\n**Trimmed:** {cut_rows:,} of {total_rows:,} detail row(s) ({cut_chars:,} characters) were "
-                     f"cut to keep this comment under {self.limit:,} characters. The summary above is complete; "
-                     "for every row run `reconciler plan --format markdown`, or see the workflow's artifacts.\n")
-        return body
+        return fit(self.summary(), self.blocks(), limit=self.limit, rest=EVERY_ROW)

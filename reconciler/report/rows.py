@@ -1,5 +1,8 @@
 """The rows every renderer shows: one per attribute change, values shown compactly.
 
+A disable, delete or conflict has a ``(reason)`` row saying why; a membership change names its members (the
+first :data:`~reconciler.plan.MEMBERS_SHOWN` by name, then how many more).
+
 How a row shows the object, the values and the reasons is a :class:`Formatter`'s choice: as they are by default;
 the pull-request preview passes one that hashes personal data. Escaping is the renderer's (rows are plain text).
 """
@@ -11,9 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.plan import SUMMARY_KEYS, Action, Plan, Step
+from reconciler.plan import MEMBERS_SHOWN, SUMMARY_KEYS, Action, Plan, Step
 
 MAX_VALUE = 60
+REASON = "(reason)"  # the attribute cell of the row that says why a step disables, deletes or is a conflict
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ def step_rows(step: Step, *, detailed: bool = False, formatter: Formatter = PLAI
     """Rows of one step; a create is one row unless ``detailed`` (its attributes are in the JSON plan)."""
     action, kind, display = step.action, step.kind, formatter.display(step)
     if action in (Action.DELETE, Action.CONFLICT) or (action == Action.DISABLE and not step.changes):
-        yield Row(action, kind, display, "", "", formatter.text(step.reason))
+        yield Row(action, kind, display, REASON, "", formatter.text(step.reason))
         return
     changes = step.shown_changes()
     if action == Action.CREATE and not detailed:
@@ -81,13 +85,23 @@ def step_rows(step: Step, *, detailed: bool = False, formatter: Formatter = PLAI
                   formatter.value(step, change.path, change.new))
         emitted = True
     if step.members_add:
-        yield Row(action, kind, display, "members", "", f"+{len(step.members_add)}")
+        yield Row(action, kind, display, "members", "", _members("+", step.members_add, step, formatter))
         emitted = True
     if step.members_remove:
-        yield Row(action, kind, display, "members", "", f"-{len(step.members_remove)}")
+        yield Row(action, kind, display, "members", "", _members("-", step.members_remove, step, formatter))
+        emitted = True
+    if action == Action.DISABLE and step.reason:
+        yield Row(action, kind, display, REASON, "", formatter.text(step.reason))
         emitted = True
     if not emitted:
         yield Row(action, kind, display, "", "", formatter.bare(step))
+
+
+def _members(sign: str, ids: list[str], step: Step, formatter: Formatter) -> str:
+    """``+2: adele.vance@contoso.com, Pilot``: the count, then the first members by name (else by id)."""
+    names = [step.member_names.get(i, i) for i in ids[:MEMBERS_SHOWN]]
+    more = f", +{len(ids) - MEMBERS_SHOWN} more" if len(ids) > MEMBERS_SHOWN else ""
+    return formatter.text(f"{sign}{len(ids)}: {', '.join(names)}{more}")
 
 
 def summary_line(plan: Plan) -> str:

@@ -7,28 +7,40 @@ Pure: no I/O. The vocabulary and the safe defaults:
 - Strings compare case-insensitively unless the schema says ``caseExact: true`` (the server's /Schemas when
   known, else RFC 7643: ``id``, ``externalId``, ``members.value``, ``manager.value`` ... are case-exact).
 - Booleans given as strings (``"True"``, ``"false"``) are booleans.
-- Multi-valued attributes whose elements carry a ``type`` (emails, phoneNumbers, addresses) are matched by
-  type, in any order; a missing typed element is written whole (``add`` to ``emails`` with
-  ``[{"type": "work", "value": ...}]``) because servers may answer a filtered-path write to a missing element
-  with 400 noTarget; an existing one is updated with a filtered path (``emails[type eq "work"].value``).
-- Untyped lists of ``{"value": ...}`` (group ``members``) compare as sets: missing values are added, extra values
-  are removed one by one (``members[value eq "<id>"]``).
-- Server-added values are ignored: ``schemas``, ``id``, ``meta``, and within elements ``primary``, ``display``,
-  ``$ref``.
+- Elements of a multi-valued attribute are matched, in any order, by their identity as RFC 7643 gives it:
+  ``roles``, ``entitlements``, ``groups``, ``x509Certificates`` (and ``members``) by ``value``; ``emails``,
+  ``phoneNumbers``, ``ims``, ``photos``, ``addresses`` by ``type``, an element without a type by its ``value``,
+  or, when it is the primary one, as the primary element. Other attributes: by ``type`` when every element has
+  one, else by ``value``. Desired elements of equal identity are one element (a role given both by
+  ``AppRoleAssignmentsComplex`` and ``roles[primary eq "True"].value``).
+- A missing element is written whole (``add`` to ``emails`` with ``[{"type": "work", "value": ...}]``) because
+  servers may answer a filtered-path write to a missing element with 400 noTarget; an existing one is updated
+  with a filtered path on its identity (``emails[type eq "work"].value``, ``roles[value eq "Admin"].type``).
+- Lists identified by ``value`` are the whole attribute: live values the desired list lacks are removed one by
+  one (``roles[value eq "User"]``); the planner drops those removals for add-only mappings
+  (``AppRoleAssignmentsComplex``). Lists identified by ``type`` never lose an element the desired list omits.
+- ``primary``: at most one desired element is primary (the first that says so). It must be primary in the
+  target, and any other live element marked primary is set to ``primary: false`` first. A desired
+  ``primary: false`` is not enforced (servers may choose their own primary element).
+- ``members`` compare by value alone. Server-added values are ignored: ``schemas``, ``id``, ``meta``, and within
+  elements ``display`` and ``$ref``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.scim.paths import CORE_GROUP, CORE_USER, ENTERPRISE_USER, TargetPath
 
 IGNORED_TOP = frozenset({"schemas", "id", "meta"})
-IGNORED_SUB = frozenset({"primary", "display", "$ref"})
+IGNORED_SUB = frozenset({"display", "$ref"})
 # Reference lists compared as sets of ids, whatever their elements' ``type`` (User/Group) says.
 VALUE_SETS = frozenset({"members"})
+# RFC 7643 section 4.1.2: what identifies one element of a multi-valued attribute (lowercased names).
+VALUE_KEYED = frozenset({"members", "roles", "entitlements", "groups", "x509certificates"})
+TYPE_KEYED = frozenset({"emails", "phonenumbers", "ims", "photos", "addresses"})
 
 
 @dataclass(frozen=True)
@@ -258,10 +270,8 @@ def _diff_multi(changes: list[Change], path: str, rule: AttributeRule, desired: 
         _diff_value_set(changes, path, rule, [e for e in elements if isinstance(e, Mapping)], live_items)
     elif not elements:
         return  # an empty list of anything but members is read as "nothing declared"
-    elif all(isinstance(e, Mapping) and _ci_get(e, "type") is not None for e in elements):
-        _diff_typed(changes, path, rule, elements, live_items)
     elif all(isinstance(e, Mapping) for e in elements):
-        _diff_value_set(changes, path, rule, elements, live_items)
+        _diff_elements(changes, path, rule, elements, live_items)
     else:
         value_rule = rule.child("value") if rule.type == "complex" else rule
         if sorted(map(repr, (comparable(e, value_rule) for e in elements))) != sorted(
@@ -270,27 +280,187 @@ def _diff_multi(changes: list[Change], path: str, rule: AttributeRule, desired: 
             changes.append(Change("replace", path, new, live, new))
 
 
-def _diff_typed(changes: list[Change], path: str, rule: AttributeRule, desired: list[Mapping[str, Any]],
-                live: list[Any]) -> None:
-    type_rule = rule.child("type")
-    for element in desired:
-        kind = _ci_get(element, "type")
-        match = next((item for item in live if isinstance(item, Mapping)
-                      and equal(kind, _ci_get(item, "type"), type_rule)), None)
+Identity = tuple[str, Any]  # ("value" | "type" | "primary", the comparable value)
+
+
+def identity_key(attribute: str, elements: Sequence[Any]) -> str:
+    """The sub-attribute that identifies elements of ``attribute`` (a name, or ``urn:...:name``)."""
+    name = attribute.rsplit(":", 1)[-1].lower()
+    if name in VALUE_KEYED:
+        return "value"
+    if name in TYPE_KEYED:
+        return "type"
+    typed = all(isinstance(e, Mapping) and _ci_get(e, "type") is not None for e in elements)
+    return "type" if typed and elements else "value"
+
+
+def is_primary(element: Any) -> bool:
+    return isinstance(element, Mapping) and coerce(_ci_get(element, "primary"), _BOOL) is True
+
+
+def element_identity(element: Mapping[str, Any], key: str, rule: AttributeRule) -> Identity | None:
+    """What ``element`` is matched on: its ``key``; without one, a primary element is the primary one, and any
+    other falls back to its value (or its type); None when it has nothing to be matched on."""
+    order = (key, "primary", "value", "type") if key == "type" else (key, "primary", "type")
+    for name in order:
+        if name == "primary":
+            if is_primary(element):
+                return ("primary", True)
+            continue
+        found = _ci_get(element, name)
+        if found is not None:
+            return (name, repr(comparable(found, rule.child(name))))
+    return None
+
+
+def _holds(item: Any, identity: Identity, rule: AttributeRule) -> bool:
+    """Whether the live ``item`` is the element ``identity`` names."""
+    name, wanted = identity
+    if not isinstance(item, Mapping):
+        return False
+    if name == "primary":
+        return is_primary(item)
+    found = _ci_get(item, name)
+    return found is not None and repr(comparable(found, rule.child(name))) == wanted
+
+
+def merged_elements(attribute: str, elements: Sequence[Any], rule: AttributeRule | None = None) -> list[Any]:
+    """The elements of one multi-valued attribute with those of equal identity merged into one (later values
+    win, primary if any says so), and at most one primary element: the first."""
+    items = [e for e in elements if e is not None]
+    if not all(isinstance(e, Mapping) for e in items):
+        return items
+    rule = rule or _multi()
+    key = identity_key(attribute, items)
+    merged: list[dict[str, Any]] = []
+    seen: dict[Identity, dict[str, Any]] = {}
+    for element in items:
+        identity = element_identity(element, key, rule)
+        twin = seen.get(identity) if identity is not None else None
+        if twin is None:
+            twin = dict(element)
+            merged.append(twin)
+            if identity is not None:
+                seen[identity] = twin
+            continue
+        primary = is_primary(twin) or is_primary(element)
+        twin.update({k: v for k, v in element.items() if v is not None})
+        if primary:
+            _set_primary(twin, True)
+    first = next((e for e in merged if is_primary(e)), None)
+    for element in merged:
+        if element is not first and is_primary(element):
+            _set_primary(element, False)
+    return merged
+
+
+def _set_primary(element: dict[str, Any], value: bool) -> None:
+    for name in [k for k in element if k.lower() == "primary"]:
+        del element[name]
+    element["primary"] = value
+
+
+def tidy(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with the elements of each multi-valued attribute merged by identity (:func:`merged_elements`)."""
+    result: dict[str, Any] = {}
+    for key, value in body.items():
+        if isinstance(value, list):
+            result[key] = merged_elements(key, value)
+        elif key.lower().startswith("urn:") and isinstance(value, Mapping):
+            result[key] = tidy(value)
+        else:
+            result[key] = value
+    return result
+
+
+def _address(path: str, item: Mapping[str, Any], key: str, identity: Identity | None = None,
+             element: Mapping[str, Any] | None = None) -> str:
+    """The filtered path that names one live element: by the desired element's identity when it has one (as the
+    desired list spells it), else by what the live element holds (its key, type or value, else primary)."""
+    if identity is not None and element is not None and identity[0] != "primary":
+        return str(TargetPath(attribute=path, filter=(identity[0], str(_ci_get(element, identity[0])))))
+    for name in (key, "type", "value"):
+        found = _ci_get(item, name)
+        if isinstance(found, str):
+            return str(TargetPath(attribute=path, filter=(name, found)))
+    return f"{path}[primary eq true]"
+
+
+def _diff_elements(changes: list[Change], path: str, rule: AttributeRule, desired: list[Mapping[str, Any]],
+                   live: list[Any]) -> None:
+    """Complex elements matched by identity: removals of values the desired list lacks (value-identified lists
+    only), then the demotion of other primaries, then updates of matched elements, then additions."""
+    key = identity_key(path, desired)
+    elements = merged_elements(path, desired, rule)
+    primary = next((e for e in elements if is_primary(e)), None)
+    updates: list[Change] = []
+    additions: list[dict[str, Any]] = []
+    kept: Mapping[str, Any] | None = None  # the live element that is (or becomes) the primary one
+    for element in elements:
+        identity = element_identity(element, key, rule)
+        match = next((item for item in live if _holds(item, identity, rule)), None) if identity else None
         if match is None:
             value = _clean_element(element, rule)
-            if len(value) > 1:  # more than the type alone
-                changes.append(Change("add", path, [value], old=None, new=value))
+            if {k.lower() for k in value} - {"type", "primary"}:  # more than a type alone
+                additions.append(value)
             continue
-        for sub, value in element.items():
-            if value is None or sub.lower() == "type" or sub.lower() in IGNORED_SUB:
-                continue
-            sub_rule = rule.child(sub)
-            old = _ci_get(match, sub)
-            if not equal(value, old, sub_rule):
-                target = TargetPath(attribute=path, sub_attribute=sub, filter=("type", str(kind)))
-                new = coerce(value, sub_rule)
-                changes.append(Change("replace", str(target), new, old, new))
+        if element is primary:
+            kept = match
+        updates.extend(_element_updates(path, rule, key, identity, element, match, element is primary))
+    removals = _removals(path, rule, elements, live) if key == "value" else []
+    demotions = _demotions(path, key, live, kept, {c.path for c in removals}) if primary is not None else []
+    changes.extend(removals + demotions + updates)
+    if key == "value" and additions:
+        changes.append(Change("add", path, additions, old=None, new=[_ci_get(e, "value") for e in additions]))
+    else:
+        changes.extend(Change("add", path, [value], old=None, new=value) for value in additions)
+
+
+def _element_updates(path: str, rule: AttributeRule, key: str, identity: Identity | None,
+                     element: Mapping[str, Any], match: Mapping[str, Any], primary: bool) -> list[Change]:
+    """The replacements that make one matched live element agree with its desired element."""
+    address = _address(path, match, key, identity, element)
+    updates = []
+    if primary and not is_primary(match):
+        updates.append(Change("replace", f"{address}.primary", True, _ci_get(match, "primary"), True))
+    for sub, value in element.items():
+        low = sub.lower()
+        if value is None or low in IGNORED_SUB or low == "primary" or (identity and low == identity[0]):
+            continue
+        sub_rule = rule.child(sub)
+        old = _ci_get(match, sub)
+        if not equal(value, old, sub_rule):
+            new = coerce(value, sub_rule)
+            updates.append(Change("replace", f"{address}.{sub}", new, old, new))
+    return updates
+
+
+def _removals(path: str, rule: AttributeRule, elements: list[Any], live: list[Any]) -> list[Change]:
+    """Live elements whose value the desired list (the whole attribute) lacks, removed one by one."""
+    value_rule = rule.child("value")
+    wanted = {repr(comparable(_ci_get(e, "value"), value_rule)) for e in elements}
+    removals = []
+    for item in live:
+        old = _ci_get(item, "value") if isinstance(item, Mapping) else None
+        if old is not None and repr(comparable(old, value_rule)) not in wanted:
+            target = TargetPath(attribute=path, filter=("value", str(old)))
+            removals.append(Change("remove", str(target), None, old=old, new=None))
+    return removals
+
+
+def _demotions(path: str, key: str, live: list[Any], kept: Mapping[str, Any] | None,
+               removed: set[str]) -> list[Change]:
+    """``primary: false`` for every live primary element but the one to keep (at most one primary)."""
+    spared = removed | ({_address(path, kept, key)} if kept is not None else set())
+    demotions = []
+    for item in live:
+        if item is kept or not is_primary(item):
+            continue
+        address = _address(path, item, key)
+        if address in spared or address.endswith("[primary eq true]"):
+            continue  # going anyway, or not addressable apart from the element to keep
+        demotions.append(Change("replace", f"{address}.primary", False, True, False))
+    return demotions
 
 
 def _diff_value_set(changes: list[Change], path: str, rule: AttributeRule,
@@ -332,7 +502,8 @@ def creation_body(desired: Mapping[str, Any], schemas: SchemaIndex | None = None
             continue
         rule = index.rule(core, key, value)
         if isinstance(value, list):
-            elements = [_clean_element(e, rule) if isinstance(e, Mapping) else e for e in value if e is not None]
+            elements = [_clean_element(e, rule) if isinstance(e, Mapping) else e
+                        for e in merged_elements(key, value, rule)]
             elements = [e for e in elements if not (isinstance(e, dict) and set(e) <= {"type", "primary"})]
             if elements or key.lower() in VALUE_SETS:
                 body[key] = elements

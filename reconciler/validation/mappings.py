@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from reconciler.directory.names import GROUP_NAMES, MULTI_VALUED, USER_ATTRIBUTES, USER_NAMES
+from reconciler.directory.names import GROUP_NAMES, MULTI_VALUED, USER_ATTRIBUTES, USER_NAMES, is_extension
 from reconciler.errors import Problem
 from reconciler.expressions.check import check_tree, unknown_attribute, uses
 from reconciler.expressions.parse import ExpressionSyntaxError, parse
@@ -35,6 +35,8 @@ def mapping_problems(loaded: LoadedManifest) -> list[Problem]:
     for i, group in enumerate(provisioning.scoping_filters):
         for j, clause in enumerate(group):
             loc: Loc = ("provisioning", "scopingFilters", i, j, "attribute")
+            if is_extension(clause.attribute):
+                continue
             if clause.attribute not in USER_ATTRIBUTES and clause.attribute not in UNFILTERABLE:
                 problems.append(loaded.problem(loc, unknown_attribute(clause.attribute, USER_ATTRIBUTES)))
             elif clause.attribute in UNFILTERABLE:
