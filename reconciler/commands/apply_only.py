@@ -65,7 +65,7 @@ async def _one(run: OnDemandRun, args: argparse.Namespace, stop: StopSignals) ->
         async with run:
             install_stop_gate(run.client, stop.event)
             with target_lock(run.url, wait=args.lock_wait, command=f"apply --only ({name})"):
-                log = ProvisioningLog.open(args.log, app=name) if args.log else None
+                log = ProvisioningLog.open(args.log, app=name, target=run.url) if args.log else None
                 try:
                     return await run.run(log=log)
                 except (Stopping, asyncio.CancelledError) as error:
