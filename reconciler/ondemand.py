@@ -50,10 +50,10 @@ from reconciler.manifest.model import Manifest, ScopingClause
 from reconciler.match import LiveIndex
 from reconciler.plan import Action, Plan, Step, make_plan
 from reconciler.provlog import ProvisioningLog
-from reconciler.run import RunOptions, target_client
+from reconciler.run import RunOptions, TargetSession
 from reconciler.scim.client import ScimClient, eq_filter
 from reconciler.scim.errors import PathError
-from reconciler.scim.livestate import LiveState, Resource, read_attributes
+from reconciler.scim.livestate import LiveState, Resource
 from reconciler.scim.normalize import SchemaIndex
 from reconciler.scim.paths import CORE_GROUP, CORE_USER
 from reconciler.scope import clause_holds
@@ -289,31 +289,14 @@ def _json(value: Any) -> str:
 
 # -- steps 3 and 4: the target, asked for these objects only ---------------------------------------------------
 
-class OnDemandRun:
+class OnDemandRun(TargetSession):
     """Provision the objects ``names`` names of one app, now; see the module docstring."""
 
     def __init__(self, loaded: LoadedManifest, options: RunOptions, names: Sequence[str], *,
                  client: ScimClient | None = None) -> None:
-        self.loaded = loaded
-        self.manifest = loaded.manifest
-        self.options = options
+        super().__init__(loaded, options, client=client)
         self.names = list(names)
-        self.url = options.target or self.manifest.provisioning.target.url
-        self.client = client or target_client(loaded, self.url, max_connections=max(options.concurrency, 4))
-        self.schemas = SchemaIndex.rfc_defaults()
-        user_paths = [*(m.target for m in self.manifest.provisioning.users.mappings), "active"]
-        group_paths = [m.target for m in self.manifest.provisioning.groups.mappings if m.target != "members"]
-        self.attributes = {"User": read_attributes(user_paths),
-                           "Group": read_attributes(group_paths, always=("externalId", "displayName", "members"))}
-
-    async def __aenter__(self) -> OnDemandRun:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.client.aclose()
-
-    def _named(self, error: TargetError) -> TargetError:
-        return TargetError(f"{self.manifest.name} ({self.url}): {error}")
+        self.attributes = self._read_attributes()
 
     async def run(self, *, log: ProvisioningLog | None = None) -> OnDemandResult:
         directory = await read_directory(self.loaded, self.options.directory)

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, PlanExecutor, Progress, StepFailure
 from reconciler.desired import DesiredState, Skipped, desired_state
@@ -113,8 +114,8 @@ def target_client(loaded: LoadedManifest, url: str, *, max_connections: int) -> 
         max_objects=int(env_number(MAX_OBJECTS_ENV, DEFAULT_MAX_OBJECTS, whole=True)))
 
 
-class AppRun:
-    """The state of one app's run: its manifest, desired state, and an open client to its target."""
+class TargetSession:
+    """One app and an open client to its target (``async with``): what a full run and an on-demand run share."""
 
     def __init__(self, loaded: LoadedManifest, options: RunOptions, *, client: ScimClient | None = None) -> None:
         self.loaded = loaded
@@ -122,10 +123,9 @@ class AppRun:
         self.options = options
         self.url = options.target or self.manifest.provisioning.target.url
         self.client = client or target_client(loaded, self.url, max_connections=max(options.concurrency, 4))
-        self.desired: DesiredState | None = None
         self.schemas = SchemaIndex.rfc_defaults()
 
-    async def __aenter__(self) -> AppRun:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -134,6 +134,27 @@ class AppRun:
     def _named(self, error: TargetError) -> TargetError:
         """The same error, prefixed with the app and its target (a request path alone is ambiguous)."""
         return TargetError(f"{self.manifest.name} ({self.url}): {error}")
+
+    def _paths(self) -> tuple[list[str], list[str]]:
+        """The target paths the manifest maps, for users (with ``active``) and groups (without ``members``)."""
+        provisioning = self.manifest.provisioning
+        user_paths = [*(m.target for m in provisioning.users.mappings), "active"]
+        group_paths = [m.target for m in provisioning.groups.mappings if m.target != "members"]
+        return user_paths, group_paths
+
+    def _read_attributes(self) -> dict[str, list[str]]:
+        """The ``attributes`` to ask for when reading objects by id or by filter, per kind."""
+        user_paths, group_paths = self._paths()
+        return {"User": read_attributes(user_paths),
+                "Group": read_attributes(group_paths, always=("externalId", "displayName", "members"))}
+
+
+class AppRun(TargetSession):
+    """The state of one app's run: its manifest, desired state, and an open client to its target."""
+
+    def __init__(self, loaded: LoadedManifest, options: RunOptions, *, client: ScimClient | None = None) -> None:
+        super().__init__(loaded, options, client=client)
+        self.desired: DesiredState | None = None
 
     async def prepare(self) -> None:
         directory = await read_directory(self.loaded, self.options.directory)
@@ -144,12 +165,6 @@ class AppRun:
             raise self._named(error) from None
         if capabilities.schemas:
             self.schemas = SchemaIndex.from_schemas(capabilities.schemas)
-
-    def _paths(self) -> tuple[list[str], list[str]]:
-        provisioning = self.manifest.provisioning
-        user_paths = [*(m.target for m in provisioning.users.mappings), "active"]
-        group_paths = [m.target for m in provisioning.groups.mappings if m.target != "members"]
-        return user_paths, group_paths
 
     async def read(self) -> LiveState:
         user_paths, group_paths = self._paths()
@@ -171,9 +186,7 @@ class AppRun:
         if report.failures or any(rid is None for _, rid in touched) or len(touched) > max(
                 TARGETED_MIN, total // TARGETED_SHARE):
             return await self.read()
-        user_paths, group_paths = self._paths()
-        attributes = {"User": read_attributes(user_paths),
-                      "Group": read_attributes(group_paths, always=("externalId", "displayName", "members"))}
+        attributes = self._read_attributes()
         state = LiveState(users=dict(live.users), groups=dict(live.groups))
         limit = asyncio.Semaphore(self.options.concurrency)
 
