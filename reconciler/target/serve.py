@@ -7,6 +7,8 @@ in-memory storage (one lock serialises requests) with optional file persistence 
 
 from __future__ import annotations
 
+import copy
+import functools
 import hmac
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -72,6 +74,13 @@ class _NotifyWrites:
         return body
 
 
+@functools.cache
+def _default_provider() -> Any:
+    """scim2-server's default provider, built once per process: building it compiles its pydantic models (and
+    parses their source), which costs 0.1 s and, on Python 3.11, races with any other thread's ``ast`` use."""
+    return load_default_provider()
+
+
 class TargetServer:
     """A SCIM 2.0 server (base URL ``http://HOST:PORT/v2``), optionally persisted to ``data``.
 
@@ -81,7 +90,7 @@ class TargetServer:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  data: Path | None = None) -> None:
-        provider = load_default_provider()
+        provider = copy.deepcopy(_default_provider())
         if token and provider.config is not None:
             provider.config.authentication_schemes = [*(provider.config.authentication_schemes or []),
                                                       BEARER_TOKEN_SCHEME]
