@@ -20,7 +20,6 @@ other objects go on. An object with no matching value is skipped too, but not fa
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -150,11 +149,8 @@ def unsendable(obj: DesiredObject) -> str | None:
     """Why ``obj`` cannot be sent to a target, or None: the first attribute whose text is not valid Unicode (a
     lone surrogate cannot be encoded as UTF-8, so the request body could not be written)."""
     body = obj.create_body()
-    try:
-        json.dumps([obj.source_id, body], ensure_ascii=False, default=str).encode("utf-8")
+    if _encodes(obj.source_id) and _encodes(body):
         return None  # the common case, checked at once; the walk below only names the attribute
-    except UnicodeEncodeError:
-        pass
     for where, text in (("objectId", obj.source_id), *_texts(body)):
         try:
             text.encode("utf-8")
@@ -167,6 +163,23 @@ def _not_unicode(error: UnicodeError) -> str:
     bad = error.object[error.start] if isinstance(error, UnicodeEncodeError) else ""
     which = f", U+{ord(bad):04X}" if bad else ""
     return f"not valid Unicode text (a lone surrogate{which}), so it cannot be sent as UTF-8; fix it in the directory"
+
+
+def _encodes(value: Any) -> bool:
+    """Whether every string in ``value`` (keys included) encodes as UTF-8; ASCII text is checked without encoding."""
+    if isinstance(value, str):
+        if value.isascii():
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodes(key) and _encodes(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_encodes(item) for item in value)
+    return True
 
 
 def _texts(value: Any, path: str = "") -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -231,8 +231,12 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
                                             CORE_GROUP, keep_leavers=keep_leavers)
         plan.targets.update(group_targets)
         managed_targets = {**user_targets, **group_targets}
-        _plan_members(plan, desired.groups, groups, managed_targets, set(user_targets.values()) | set(
-            group_targets.values()) | touched_users, _member_names(desired, managed_targets, users, groups))
+        # (kind, target id): ids may repeat across resource types (a user and a group both "1")
+        managed_ids = ({("User", t) for t in (*user_targets.values(), *touched_users)}
+                       | {("Group", t) for t in group_targets.values()})
+        kinds = _MemberKinds(users.by_id, groups.by_id, set(group_targets))
+        _plan_members(plan, desired.groups, groups, managed_targets, managed_ids,
+                      _member_names(desired, managed_targets, users, groups), kinds)
     managed_users = touched_users | set(user_targets.values())
     orphans = sum(1 for rid, r in live.users.items() if rid not in managed_users
                   and isinstance(r.get("externalId"), str) and r["externalId"] and r["externalId"] not in directory_ids)
@@ -364,10 +368,14 @@ def _unique_clashes(resolved: Sequence[tuple[DesiredObject, Match]], index: Live
     wanted: dict[Any, list[DesiredObject]] = {}
     for obj, _, _, key in candidates:
         wanted.setdefault(key, []).append(obj)
+    held = index.by_path.get(attribute, {})  # keyed as ``key`` is: the same schema rule, the same comparison
     clashes: dict[str, str] = {}
     for obj, found, value, key in candidates:
-        shown = "[Redact]" if ("", attribute.lower()) in {_attribute(p) for p in obj.redacted} else repr(value)
         claimants = wanted[key]
+        holders = held.get(key, [])
+        if len(claimants) < 2 and not holders:
+            continue  # the common case: nobody else wants the value, nobody holds it
+        shown = "[Redact]" if ("", attribute.lower()) in {_attribute(p) for p in obj.redacted} else repr(value)
         if len(claimants) > 1:
             others = [f"{o.display} ({o.source_id})" for o in claimants[:MEMBERS_SHOWN + 1] if o is not obj]
             clashes[obj.source_id] = (f"{attribute} {shown} is wanted by directory object(s) "
@@ -375,8 +383,7 @@ def _unique_clashes(resolved: Sequence[tuple[DesiredObject, Match]], index: Live
                                       "each has its own")
             continue
         live_id = found.live.get("id") if found.live is not None else None
-        holders = index.matches(attribute, value, schema)
-        if holders and not any(h.get("id") == live_id for h in holders):  # held, and not by the object itself
+        if not any(h.get("id") == live_id for h in holders):  # held, and not by the object itself
             ids = [str(h.get("id")) for h in holders]
             clashes[obj.source_id] = (f"{attribute} {shown} is already held by another target object "
                                       f"({_first(ids, len(ids))}); not sent, the target would refuse a duplicate")
@@ -584,10 +591,37 @@ def _is_active(value: Any) -> bool:
     return bool(value)
 
 
+@dataclass(frozen=True)
+class _MemberKinds:
+    """Tells users from groups among members: live ones by :meth:`live`, directory ones by ``group_sources``."""
+
+    user_ids: Container[str]
+    group_ids: Container[str]
+    group_sources: Container[str]  # directory ids of the managed groups
+
+    def live(self, member: Mapping[str, Any]) -> tuple[str, str]:
+        """(kind, id) of a live member: its ``type`` (or ``$ref``) when it says; else a user when a user has the id
+        (group members reference users, and ids may repeat across resource types), a group when only a group
+        has it, else a user."""
+        value = str(member.get("value"))
+        said = str(member.get("type") or "").lower()
+        ref = str(member.get("$ref") or "")
+        if said in ("user", "group"):
+            return said.capitalize(), value
+        if "/Groups/" in ref or "/Users/" in ref:
+            return ("Group" if "/Groups/" in ref else "User"), value
+        return ("Group" if value not in self.user_ids and value in self.group_ids else "User"), value
+
+    def wanted(self, source_id: str, target_id: str) -> tuple[str, str]:
+        return ("Group" if source_id in self.group_sources else "User"), target_id
+
+
 def _plan_members(plan: Plan, groups: Sequence[DesiredObject], index: LiveIndex, managed: dict[str, str],
-                  managed_target_ids: set[str], names: Mapping[str, str]) -> None:
+                  managed_ids: set[tuple[str, str]], names: Mapping[str, str], kinds: _MemberKinds) -> None:
     """Membership adds and removals for each desired group, folded into its step (or a new update step), listed by
-    name; the step keeps the names of the members a plan shows (:data:`MEMBERS_SHOWN` of each list)."""
+    name; the step keeps the names of the members a plan shows (:data:`MEMBERS_SHOWN` of each list).
+
+    Members compare as (kind, id), so that a hand-added user "1" is never taken for the managed group "1"."""
     steps = {s.source_id: s for s in plan.steps if s.kind == "Group" and s.action != Action.CONFLICT}
     conflicts = {s.source_id for s in plan.steps if s.action == Action.CONFLICT}
     for group in groups:
@@ -595,18 +629,18 @@ def _plan_members(plan: Plan, groups: Sequence[DesiredObject], index: LiveIndex,
             continue
         step = steps.get(group.source_id)
         live_group = index.by_id.get(managed.get(group.source_id, ""), {})
-        live_members = {str(m.get("value")) for m in live_group.get("members") or [] if isinstance(m, Mapping)}
-        wanted_targets: set[str] = set()
+        live_members = {kinds.live(m) for m in live_group.get("members") or [] if isinstance(m, Mapping)}
+        wanted_targets: set[tuple[str, str]] = set()
         add: list[str] = []
         for member in group.members:
             target_id = managed.get(member)
             if target_id is not None:
-                wanted_targets.add(target_id)
+                wanted_targets.add(kinds.wanted(member, target_id))
             elif member in conflicts:
                 continue  # not in the target and not written this run: asking every round would never converge
-            if target_id is None or target_id not in live_members:
+            if target_id is None or kinds.wanted(member, target_id) not in live_members:
                 add.append(member)
-        remove = [t for t in live_members - wanted_targets if t in managed_target_ids]
+        remove = [t for kind, t in live_members - wanted_targets if (kind, t) in managed_ids]
         if not add and not remove:
             continue
         if step is None:
@@ -629,12 +663,13 @@ def _member_names(desired: DesiredState, targets: Mapping[str, str], users: Live
     """Display names by directory id and by target id: the directory's for managed objects, else the target's own
     ``userName`` or ``displayName``."""
     names: dict[str, str] = {}
-    for index, attribute in ((users, "userName"), (groups, "displayName")):
+    # users last: where a user and a group share an id, a member id names the user
+    for index, attribute in ((groups, "displayName"), (users, "userName")):
         for rid, resource in index.by_id.items():
             value = resource.get(attribute)
             if isinstance(value, str) and value:
                 names[rid] = value
-    for obj in (*desired.users, *desired.groups):
+    for obj in (*desired.groups, *desired.users):
         names[obj.source_id] = obj.display
         if obj.source_id in targets:
             names[targets[obj.source_id]] = obj.display

@@ -214,6 +214,40 @@ def core_schema(resource: Mapping[str, Any]) -> str:
     return CORE_GROUP if CORE_GROUP in schemas or "members" in resource else CORE_USER
 
 
+def values_at(resource: Mapping[str, Any], path: TargetPath) -> list[Any]:
+    """The values a resource holds at ``path`` (``emails[type eq "work"].value`` -> the work emails)."""
+    container: Any = resource
+    if path.schema:
+        container = _ci_get(resource, path.schema)
+    value = _ci_get(container, path.attribute)
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    if path.filter:
+        name, wanted = path.filter
+        items = [i for i in items if isinstance(i, Mapping) and str(_ci_get(i, name) or "").lower() == wanted.lower()]
+    if path.sub_attribute:
+        items = [_ci_get(i, path.sub_attribute) for i in items if isinstance(i, Mapping)]
+    return [i for i in items if i is not None and not isinstance(i, Mapping | list)]
+
+
+def matching_key(path: TargetPath, value: Any, resource: Mapping[str, Any], schemas: SchemaIndex) -> Any:
+    """``value``, held at ``path`` by ``resource`` (or searched for in a resource of its schema), reduced to what
+    counts when matching: compared as the schema says (case-insensitive unless ``caseExact``)."""
+    rule = schemas.rule(path.schema or core_schema(resource), path.attribute, value)
+    if path.sub_attribute:
+        rule = rule.child(path.sub_attribute)
+    return comparable(value, rule)
+
+
+def holding(resources: Iterable[Mapping[str, Any]], path: TargetPath, value: Any, kind_schema: str,
+            schemas: SchemaIndex) -> list[Mapping[str, Any]]:
+    """The resources whose ``path`` holds ``value``: the lookup-equality rule of matching, applied to a list."""
+    wanted = matching_key(path, value, {"schemas": [kind_schema]}, schemas)
+    return [resource for resource in resources
+            if any(matching_key(path, held, resource, schemas) == wanted for held in values_at(resource, path))]
+
+
 def diff_resource(desired: Mapping[str, Any], live: Mapping[str, Any],
                   schemas: SchemaIndex | None = None) -> list[Change]:
     """The PATCH operations that make ``live`` agree with ``desired`` (empty when converged)."""
@@ -330,6 +364,8 @@ def merged_elements(attribute: str, elements: Sequence[Any], rule: AttributeRule
     items = [e for e in elements if e is not None]
     if not all(isinstance(e, Mapping) for e in items):
         return items
+    if len(items) == 1:  # the common case (one work email, one mobile): nothing to merge
+        return [dict(items[0])]
     rule = rule or _multi()
     key = identity_key(attribute, items)
     merged: list[dict[str, Any]] = []
