@@ -1,19 +1,23 @@
 """Apply a plan to a SCIM target: concurrent writes with a bound, no duplicates, one failure never stops the rest.
 
 Order: user steps first (creates, updates, adoptions, disables, deletes), then group steps (a new group is
-created without members, as Entra does, then its membership is written in one PATCH per group). Safe defaults:
+created without members, as Entra does, then its membership is written in one PATCH per group, its removals in
+the form the target accepts: :meth:`~reconciler.scim.client.ScimClient.patch_group`). Safe defaults:
 
 - A guarded plan (more disables/deletes than the threshold) raises :class:`DeletionGuardTripped` before any write.
 - A create whose answer was lost (:class:`~reconciler.scim.errors.OutcomeUnknown`) is followed by a lookup on the
-  matching attributes, in precedence order, before it is ever sent again; a 409 ``uniqueness`` answer looks the
-  object up the same way and adopts it. So a run never creates a duplicate.
+  matching attributes, in precedence order, before it is ever sent again; a 409 answer (``scimType``
+  ``uniqueness``, or none at all, as some servers send it) looks the object up the same way and adopts it; when
+  no object has the matching values, the step fails with one line saying so. So a run never creates a duplicate.
 - A lookup is not trusted to filter: of what the server answers, only an object whose matching value really
   equals the one searched for (compared as the schema says, as :class:`~reconciler.match.LiveIndex` does) counts,
   and it is adopted only when ``provisioning.adopt`` allows it. None or several such objects in a non-empty answer
   (a server that ignores ``filter``), or a match the policy refuses, fail that object with one line; nothing is
   written to anybody else's account.
 - A PATCH or DELETE whose answer was lost is not resent: the object is reported failed for this round and the
-  next read of the target shows what happened.
+  next read of the target shows what happened. A refusal that the same request would meet again (the target does
+  not implement it: :func:`~reconciler.scim.retry.refused_for_the_run`) is marked ``refused`` in its failure, so
+  that the rounds that follow do not send it again unchanged.
 - Each step's outcome is one provisioning-log record (:mod:`reconciler.provlog`), a failure with its
   ``errorCode``; a guarded plan logs its steps as Skipped (disables and deletes as StagedDelete) before it raises.
 """
@@ -21,7 +25,6 @@ created without members, as Entra does, then its membership is written in one PA
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,13 +35,13 @@ from reconciler.match import LiveIndex, adoption_refusal
 from reconciler.plan import Plan, Step
 from reconciler.provlog import ProvisioningLog, error_code
 from reconciler.scim.bulk import BulkOperation, BulkResult
-from reconciler.scim.client import ScimClient, eq_filter
+from reconciler.scim.client import MEMBERS_PER_OPERATION, ScimClient, eq_filter, member_removals
 from reconciler.scim.errors import BulkOutcomeUnknown, OutcomeUnknown, PathError, TargetStatusError
 from reconciler.scim.normalize import SchemaIndex, diff_resource
 from reconciler.scim.paths import CORE_GROUP, CORE_USER
+from reconciler.scim.retry import refused_for_the_run
 
 DEFAULT_CONCURRENCY = 8
-MEMBERS_PER_OPERATION = 500
 CREATE_ATTEMPTS = 3
 BULK_MIN_CREATES = 20  # below this, single POSTs are as fast and simpler to follow in a log
 BULK_IN_FLIGHT = 2
@@ -51,6 +54,8 @@ STEP_FAILURES = (TargetError, PathError, UnicodeEncodeError)
 class StepFailure:
     step: Step
     reason: str
+    refused: bool = False  # a definite refusal of the request itself: sending the same step again cannot help
+    cause: BaseException | None = field(default=None, repr=False, compare=False)  # the error, when there was one
 
 
 @dataclass
@@ -130,7 +135,7 @@ class PlanExecutor:
             return
         except TargetError as error:
             for step in batch:
-                self._finish(step, started, error=str(error), code=error_code(error))
+                self._finish(step, started, error=str(error), code=error_code(error), refused=_refused(error))
             return
         answered = {r.bulk_id: r for r in results}
         for bulk_id, step in by_id.items():
@@ -170,8 +175,8 @@ class PlanExecutor:
         elif result is not None and result.status == 409:
             existing = await self._lookup(step)
             if existing is None:
-                raise TargetError(f"User {step.display!r}: Bulk POST answered 409 "
-                                  f"({result.detail or 'conflict'}) but no object matches it")
+                raise TargetError(_conflict_unmatched(step, f"POST {self.client.endpoint('User')} (Bulk operation)",
+                                                      result.scim_type, result.detail))
             await self._adopt_after_create(step, existing, dict(step.body or {}))
         else:
             why = f"HTTP {result.status}: {result.detail or result.scim_type or 'failed'}" if result else (
@@ -190,17 +195,19 @@ class PlanExecutor:
                 try:
                     await work(step)
                 except STEP_FAILURES as error:
-                    self._finish(step, started, error=str(error), code=error_code(error))
+                    self._finish(step, started, error=str(error), code=error_code(error), refused=_refused(error),
+                                 cause=error)
                 else:
                     self._finish(step, started)
 
         await _every_worker(worker() for _ in range(min(self.concurrency, len(steps)) or 1))
 
-    def _finish(self, step: Step, started: float, *, error: str | None = None, code: str | None = None) -> None:
+    def _finish(self, step: Step, started: float, *, error: str | None = None, code: str | None = None,
+                refused: bool = False, cause: BaseException | None = None) -> None:
         if error is None:
             self.report.count(step.action)
         else:
-            self.report.failures.append(StepFailure(step, error))
+            self.report.failures.append(StepFailure(step, error, refused, cause))
         if self.log is not None:
             self.log.record(step, status="Failure" if error else "Success", target_id=self._target_of(step),
                             duration_ms=int((time.monotonic() - started) * 1000), error=error, code=code)
@@ -246,8 +253,8 @@ class PlanExecutor:
                     raise
                 existing = await self._lookup(step)
                 if existing is None:
-                    raise TargetError(f"{step.kind} {step.display!r}: the target answered 409 "
-                                      f"({error.detail or 'conflict'}) but no object matches it") from None
+                    raise TargetError(_conflict_unmatched(step, f"{error.method} {error.path}", error.scim_type,
+                                                          error.detail)) from None
                 return await self._adopt_after_create(step, existing, body)
             self._created(step, str(created["id"]))
             return None
@@ -298,12 +305,27 @@ class PlanExecutor:
             body = {k: v for k, v in (step.body or {}).items() if k != "members"}
             await self._create(Step(**{**step.__dict__, "body": body}))
         operations = [] if step.action == "create" else list(step.operations)
-        operations += membership_operations(self._resolve(step.members_add), step.members_remove)
-        await self._patch(step, operations)
+        operations += membership_operations(self._resolve(step.members_add), [])
+        if operations or step.members_remove:
+            await self._write(self.client.patch_group(str(self._target_of(step)), operations,
+                                                      remove_members=step.members_remove))
 
     def _resolve(self, source_ids: Iterable[str]) -> list[str]:
         """Target ids of members; a member whose create failed this round is left for the next one."""
         return [self.targets[s] for s in source_ids if s in self.targets]
+
+
+def _refused(error: BaseException) -> bool:
+    return isinstance(error, TargetStatusError) and refused_for_the_run(error.status, error.scim_type, error.detail)
+
+
+def _conflict_unmatched(step: Step, request: str, scim_type: str | None, detail: str | None) -> str:
+    """One line for a create answered 409 whose lookup on the matching values found no object."""
+    answer = f"409 ({scim_type})" if scim_type else "409 without scimType"
+    said = f": {detail}" if detail else ""
+    looked = " or ".join(f"{path} {value!r}" for path, value in step.matching) or "its matching values"
+    return (f"{step.kind} {step.display!r}: {request} answered {answer}{said}, but no target object has {looked}; "
+            "the server may keep another attribute unique, or mean another conflict; nothing adopted")
 
 
 def _lookup_conflict(step: Step, path: str, value: str, answered: int, equal: int) -> str:
@@ -326,10 +348,10 @@ async def _every_worker(workers: Iterable[Awaitable[None]]) -> None:
 
 
 def membership_operations(add: Sequence[str], remove: Sequence[str]) -> list[dict[str, Any]]:
-    """RFC 7644 operations for one group: adds in chunks, one filtered-path remove per member."""
+    """RFC 7644 operations for one group: adds in chunks, one filtered-path remove per member (a run sends its
+    removals through :meth:`~reconciler.scim.client.ScimClient.patch_group`, in the form the target accepts)."""
     operations: list[dict[str, Any]] = []
     for start in range(0, len(add), MEMBERS_PER_OPERATION):
         chunk = add[start:start + MEMBERS_PER_OPERATION]
         operations.append({"op": "add", "path": "members", "value": [{"value": v} for v in chunk]})
-    operations += [{"op": "remove", "path": f"members[value eq {json.dumps(v)}]"} for v in remove]
-    return operations
+    return operations + member_removals(remove)

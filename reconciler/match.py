@@ -21,34 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.scim.normalize import SchemaIndex, comparable, core_schema
+from reconciler.scim.normalize import SchemaIndex, matching_key, values_at
 from reconciler.scim.paths import TargetPath, parse_path
-
-
-def values_at(resource: Mapping[str, Any], path: TargetPath) -> list[Any]:
-    """The values a resource holds at ``path`` (``emails[type eq "work"].value`` -> the work emails)."""
-    container: Any = resource
-    if path.schema:
-        container = _get(resource, path.schema)
-    value = _get(container, path.attribute)
-    if value is None:
-        return []
-    items = value if isinstance(value, list) else [value]
-    if path.filter:
-        name, wanted = path.filter
-        items = [i for i in items if isinstance(i, Mapping) and str(_get(i, name) or "").lower() == wanted.lower()]
-    if path.sub_attribute:
-        items = [_get(i, path.sub_attribute) for i in items if isinstance(i, Mapping)]
-    return [i for i in items if i is not None and not isinstance(i, Mapping | list)]
-
-
-def _get(mapping: Any, name: str) -> Any:
-    if not isinstance(mapping, Mapping):
-        return None
-    if name in mapping:
-        return mapping[name]
-    lowered = name.lower()
-    return next((v for k, v in mapping.items() if k.lower() == lowered), None)
 
 
 @dataclass(frozen=True)
@@ -84,11 +58,7 @@ class LiveIndex:
                     self.by_path[text][self._key(path, value, resource)].append(resource)
 
     def _key(self, path: TargetPath, value: Any, resource: Mapping[str, Any]) -> Any:
-        schema = path.schema or core_schema(resource)
-        rule = self.schemas.rule(schema, path.attribute, value)
-        if path.sub_attribute:
-            rule = rule.child(path.sub_attribute)
-        return comparable(value, rule)
+        return matching_key(path, value, resource, self.schemas)
 
     def owned_by(self, source_id: str) -> list[Mapping[str, Any]]:
         return self.by_external.get(source_id, [])

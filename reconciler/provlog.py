@@ -260,11 +260,15 @@ class ProvisioningLog:
         """Target objects that no directory object of this app owns or matches: never written."""
         directory_ids = {o.source_id for o in (*desired.users, *desired.groups)}
         directory_ids |= {d.source_id for d in desired.deprovision} | {s.source_id for s in desired.skipped}
-        managed = set(plan.targets.values()) | {s.target_id for s in plan.steps if s.target_id}
-        managed |= {owners[(d.kind, d.source_id)] for d in desired.deprovision if (d.kind, d.source_id) in owners}
+        # (kind, target id): ids may repeat across resource types (a user and a group both "1")
+        kinds: dict[str, str] = {o.source_id: o.kind for o in (*desired.users, *desired.groups)}
+        managed: set[tuple[str | None, str | None]] = {(kinds.get(s), rid) for s, rid in plan.targets.items()}
+        managed |= {(s.kind, s.target_id) for s in plan.steps if s.target_id}
+        managed |= {(d.kind, owners[(d.kind, d.source_id)]) for d in desired.deprovision
+                    if (d.kind, d.source_id) in owners}
         for kind, resources, name in (("User", live.users, "userName"), ("Group", live.groups, "displayName")):
             for rid, resource in resources.items():
-                if rid in managed:
+                if (kind, rid) in managed:
                     continue
                 external = resource.get("externalId")
                 why = (f"its externalId {external!r} names no object of this app's directory" if external and

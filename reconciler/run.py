@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Self
 
@@ -18,7 +18,7 @@ from reconciler.desired import DesiredState, Skipped, desired_state
 from reconciler.directory_source import read_directory
 from reconciler.errors import DeletionGuardTripped, ReconcilerError, TargetError
 from reconciler.manifest import LoadedManifest
-from reconciler.plan import Plan, fingerprint, make_plan
+from reconciler.plan import Plan, Step, fingerprint, make_plan
 from reconciler.provlog import ProvisioningLog
 from reconciler.scim.client import (
     DEFAULT_MAX_OBJECTS,
@@ -30,7 +30,7 @@ from reconciler.scim.client import (
     ScimClient,
     target_ssl_context,
 )
-from reconciler.scim.errors import TargetStatusError
+from reconciler.scim.errors import OutcomeUnknown, TargetStatusError
 from reconciler.scim.live import read_live
 from reconciler.scim.livestate import LiveState, read_attributes
 from reconciler.scim.normalize import SchemaIndex
@@ -84,6 +84,39 @@ class RunResult:
             for action, count in report.done.items():
                 totals[action] = totals.get(action, 0) + count
         return totals
+
+
+def _same_request(refused: StepFailure | None, step: Step) -> bool:
+    """True when ``step`` would send what the ``refused`` step sent (the same object, action and content)."""
+    def sent(s: Step) -> tuple[object, ...]:
+        return (s.key, s.action, s.target_id, s.body, s.operations, s.members_add, s.members_remove)
+    return refused is not None and sent(refused.step) == sent(step)
+
+
+def _failing_every_round(report: ApplyReport, answered: dict[str, StepFailure]) -> dict[str, StepFailure]:
+    """PATCHes the target answered with a 5xx this round and the round before, the same request both times.
+
+    Such an answer leaves the outcome unknown, but the read in between showed the PATCH was not applied: a server
+    that answers a uniqueness clash with 500 would answer it so every round. Each is renamed in ``report`` and
+    returned, marked refused, so that the rounds that follow do not send it again; ``answered`` becomes this
+    round's 5xx PATCHes.
+    """
+    held: dict[str, StepFailure] = {}
+    now: dict[str, StepFailure] = {}
+    for index, failure in enumerate(report.failures):
+        lost = failure.cause
+        if not (isinstance(lost, OutcomeUnknown) and lost.method == "PATCH" and lost.status is not None):
+            continue
+        now[failure.step.key] = failure
+        if _same_request(answered.get(failure.step.key), failure.step):
+            hint = ("the server may refuse the value (a uniqueness clash?)" if lost.status == 500 else
+                    "the server keeps failing it")
+            held[failure.step.key] = report.failures[index] = StepFailure(
+                failure.step, f"{lost.method} {lost.path} answered {lost.status} every round: {hint}", refused=True,
+                cause=lost)
+    answered.clear()
+    answered.update(now)
+    return held
 
 
 def read_token(loaded: LoadedManifest) -> str:
@@ -213,6 +246,7 @@ class AppRun(TargetSession):
         for skipped in self.desired.skipped:
             label = "failed" if skipped.failed else "skipped"
             plan.notes.append(f"{label} {skipped.kind.lower()} {skipped.display}: {skipped.reason}")
+        plan.notes.extend(self.client.notes)  # how the target departs from RFC 7644 (a fallback endpoint, ...)
         return plan
 
     async def plan(self) -> Plan:
@@ -229,7 +263,10 @@ class AppRun(TargetSession):
         """Apply, read again, and repeat until the plan is empty or ``max_rounds`` passed.
 
         With ``saved``, the first round applies that plan (refused if the target moved since it was made), and
-        later rounds touch only the objects it named.
+        later rounds touch only the objects it named. A step the target refused for good (a failure marked
+        ``refused``) is not sent again unchanged: its failure is carried into the later rounds' reports, and when
+        nothing else is left to send the run ends there, not converged. So is a PATCH answered 5xx in two rounds
+        running, the same request both times (:func:`_failing_every_round`).
         """
         await self.prepare()
         live = await self.read()
@@ -246,15 +283,22 @@ class AppRun(TargetSession):
                            failed_objects=tuple(s for s in self.desired.skipped if s.failed) if self.desired else ())
         log = ProvisioningLog.open(self.options.log_path, app=self.manifest.name,
                                    target=self.url) if self.options.log_path else None
+        refused: dict[str, StepFailure] = {}
+        answered: dict[str, StepFailure] = {}  # PATCHes answered 5xx last round (outcome unknown, read again since)
         try:
             for round_number in range(1, self.options.max_rounds + 1):
                 if not plan.has_writes:
                     if round_number == 1:
                         self._log_considered(log, plan, live)
                     break
+                carried = [refused[s.key] for s in plan.steps if _same_request(refused.get(s.key), s)]
+                if len(carried) == sum(1 for s in plan.steps if s.writes):
+                    break  # all that is left was refused for good: sending it again the same cannot help
+                not_resent = {c.step.key for c in carried}
+                applied = replace(plan, steps=[s for s in plan.steps if s.key not in not_resent])
                 if on_round:
-                    on_round(round_number, plan)
-                executor = PlanExecutor(self.client, plan, concurrency=self.options.concurrency, log=log,
+                    on_round(round_number, applied)
+                executor = PlanExecutor(self.client, applied, concurrency=self.options.concurrency, log=log,
                                         progress=progress, bulk=self.options.bulk,
                                         adopt=self.manifest.provisioning.adopt, schemas=self.schemas)
                 try:
@@ -266,7 +310,10 @@ class AppRun(TargetSession):
                 if round_number == 1:  # after the writes, so that logging every object never delays them
                     self._log_considered(log, plan, live)
                 result.rounds.append(report)
-                live = await self.reread(live, plan, report)
+                live = await self.reread(live, applied, report)
+                refused.update((f.step.key, f) for f in report.failures if f.refused)
+                refused.update(_failing_every_round(report, answered))
+                report.failures.extend(carried)
                 plan = self.plan_for(live)
                 if reviewed is not None:
                     plan.steps = [s for s in plan.steps if s.key in reviewed]

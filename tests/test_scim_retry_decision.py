@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.scim.retry import Attempt, Decision, Failure, RetryPolicy, Verdict, decide
+from reconciler.scim.retry import Attempt, Decision, Failure, RetryPolicy, Verdict, decide, refused_for_the_run
 
 POLICY = RetryPolicy(max_attempts=4, max_total_wait=30.0, base_delay=0.5, max_delay=4.0)
 WRITES = ("POST", "PATCH")
@@ -73,6 +73,22 @@ def test_other_server_errors_of_an_idempotent_request_fail(method: str) -> None:
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 412])
 def test_client_errors_fail_at_once(method: str, status: int) -> None:
     assert verdict(method, status=status) is Verdict.FAIL
+
+
+@pytest.mark.parametrize("method", WRITES)
+@pytest.mark.parametrize("status", [501, 505, 507])
+def test_a_write_refused_as_not_implemented_is_a_definite_no_not_a_lost_answer(method: str, status: int) -> None:
+    assert verdict(method, status=status) is Verdict.FAIL
+    assert verdict(method, status=status, retry_after=1.0) is Verdict.FAIL
+
+
+def test_only_what_the_target_does_not_implement_is_refused_for_the_whole_run() -> None:
+    assert refused_for_the_run(501) and refused_for_the_run(405)
+    assert refused_for_the_run(400, "mutability")
+    assert refused_for_the_run(400, None, "PATCH replace is Not Implemented for displayName")
+    # a refusal of the data, or one that depends on other objects or on time, may pass in a later round
+    assert not refused_for_the_run(400, "invalidValue", "nickName is reserved")
+    assert not any(refused_for_the_run(status) for status in (401, 403, 404, 409, 412, 429, 500, 502, 503, 504))
 
 
 def test_a_delete_that_finds_nothing_after_a_lost_attempt_is_done() -> None:

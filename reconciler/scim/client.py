@@ -5,14 +5,26 @@ Safe defaults, in the order they matter:
 - **No duplicates.** A POST or PATCH (and a Bulk request) whose answer is lost after it was sent (reset,
   timeout, 500/502/503/504) is never resent: :class:`~reconciler.scim.errors.OutcomeUnknown` tells the caller
   to look the object up first. A connection that failed before anything was sent is retried, as are
-  idempotent reads, PUTs and DELETEs.
+  idempotent reads, PUTs and DELETEs. Any other error status (a 4xx, 501) is a definite refusal, not a lost
+  answer: a :class:`~reconciler.scim.errors.TargetStatusError` with the server's detail (a PATCH the target
+  does not implement: :class:`~reconciler.scim.errors.UnsupportedOperation`, naming its operations).
+- **Either member-removal form.** RFC 7644 removes a member with a filtered path (``members[value eq "id"]``);
+  some servers accept only the form Entra sends without its ``aadOptscim062020`` flag (``members`` with a value
+  list), others only the RFC one. :meth:`ScimClient.patch_group` tries the form that worked before (the RFC one
+  first) and, refused with 400 or 501, sends the group's PATCH again whole in the other form (such servers apply
+  a PATCH atomically, so nothing of the refused one was applied); the form that worked is
+  ``ScimClient.member_removal_form`` for the rest of the run.
 - **Bounded retries.** 429 (any method) and 503 (idempotent methods) honour ``Retry-After``; connect errors
   and 502/504 back off with jitter; all within :class:`~reconciler.scim.retry.RetryPolicy`'s attempts and
   total wait.
 - **No secrets.** The bearer token lives only in a private auth object and is registered with the one scrubber
   (:mod:`reconciler.secrets`); it is in no repr, log or error message, and is scrubbed from any server text
   quoted in an error before that text is cut.
-- **Safe queries.** Filter values are JSON strings (:func:`eq_filter`); plain ``http://`` only to loopback.
+- **Safe queries.** Filter values are JSON strings (:func:`eq_filter`); plain ``http://`` only to loopback. A
+  target without filters gets its lookups as paged reads compared locally (:meth:`ScimClient.find`).
+- **Only the base URL.** Discovered endpoints are paths under the base URL (one on another host is ignored, see
+  :func:`~reconciler.scim.discovery.relative_endpoint`); one that answers a list read with 404 is replaced by the
+  default (``/Users``, ``/Groups``) for the run, and ``ScimClient.notes`` says so.
 - **Bounded answers.** Every attempt has a total deadline (``request_timeout``: httpx's own timeout is per read,
   so a server trickling a byte a second would never trip it); bodies are streamed and refused past
   ``max_response_bytes``; a paged read ends with an error past ``totalResults`` (plus slack) or ``max_objects``.
@@ -46,6 +58,7 @@ from scim2_models import Error
 from reconciler.errors import TargetError
 from reconciler.scim.bulk import BulkOperation, BulkResult
 from reconciler.scim.discovery import (
+    DEFAULT_ENDPOINTS,
     Capabilities,
     parse_resource_types,
     parse_schemas,
@@ -59,10 +72,20 @@ from reconciler.scim.errors import (
     TargetResponseError,
     TargetStatusError,
     TargetUnreachable,
+    UnsupportedOperation,
 )
+from reconciler.scim.normalize import SchemaIndex, holding
 from reconciler.scim.paging import PageGuard
-from reconciler.scim.paths import parse_path
-from reconciler.scim.retry import Attempt, Failure, RetryPolicy, Verdict, decide, parse_retry_after
+from reconciler.scim.paths import CORE_GROUP, CORE_USER, parse_path
+from reconciler.scim.retry import (
+    Attempt,
+    Failure,
+    RetryPolicy,
+    Verdict,
+    decide,
+    parse_retry_after,
+    refused_for_the_run,
+)
 from reconciler.secrets import register_secret, scrub
 
 SCIM_JSON = "application/scim+json"
@@ -70,6 +93,13 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGES = 100_000
+MEMBERS_PER_OPERATION = 500
+# How a PATCH removes group members: RFC 7644's filtered path, or the value list Entra sends without its flag.
+REMOVE_BY_FILTER = "filter"          # {"op": "remove", "path": "members[value eq \"id\"]"}
+REMOVE_BY_VALUE_LIST = "value-list"  # {"op": "remove", "path": "members", "value": [{"value": "id"}]}
+MEMBER_REMOVAL_FORMS = (REMOVE_BY_FILTER, REMOVE_BY_VALUE_LIST)
+# The statuses that refuse a PATCH's form (rather than its data): worth one more try in the other removal form.
+_FORM_REFUSED = frozenset({400, 501})
 MIB = 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT = 60.0          # seconds per attempt, the whole answer included
 DEFAULT_MAX_RESPONSE_BYTES = 64 * MIB
@@ -90,6 +120,36 @@ def eq_filter(path: str, value: str) -> str:
     """``path eq "value"``, the value quoted as a JSON string so quotes and backslashes cannot escape it."""
     parse_path(path)
     return f"{path} eq {json.dumps(value, ensure_ascii=False)}"
+
+
+def member_removals(member_ids: Sequence[str], form: str = REMOVE_BY_FILTER) -> list[dict[str, Any]]:
+    """The operations that remove ``member_ids`` from a group, in one of :data:`MEMBER_REMOVAL_FORMS`: one
+    filtered-path remove per member, or value lists of up to :data:`MEMBERS_PER_OPERATION` members."""
+    if form == REMOVE_BY_FILTER:
+        return [{"op": "remove", "path": f"members[value eq {json.dumps(v, ensure_ascii=False)}]"}
+                for v in member_ids]
+    if form != REMOVE_BY_VALUE_LIST:
+        raise ValueError(f"unknown member removal form {form!r}")
+    chunks = [member_ids[i:i + MEMBERS_PER_OPERATION] for i in range(0, len(member_ids), MEMBERS_PER_OPERATION)]
+    return [{"op": "remove", "path": "members", "value": [{"value": v} for v in chunk]} for chunk in chunks]
+
+
+def describe_operations(operations: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """What PATCH operations ask for, once each, as "replace of displayName" (a filter is left out:
+    ``members[value eq "1"]`` is ``members``; a path-less operation names the attributes of its value)."""
+    seen: dict[str, None] = {}
+    for operation in operations:
+        op = str(operation.get("op", "?")).lower()
+        path = operation.get("path")
+        if isinstance(path, str) and path:
+            attribute, _, rest = path.partition("[")
+            sub = rest.partition("]")[2]
+            seen[f"{op} of {attribute}{sub}"] = None
+        elif isinstance(operation.get("value"), dict) and operation["value"]:
+            seen.update((f"{op} of {key}", None) for key in operation["value"])
+        else:
+            seen[f"{op} without a path"] = None
+    return tuple(seen)
 
 
 def is_loopback(host: str) -> bool:
@@ -206,7 +266,15 @@ class ScimClient:
         self._sleep = sleep
         self._auth = _BearerAuth(token) if token else None
         self._attributes_ok = True
+        self._filter_ok = True  # False once the server refused a filter as unsupported (501, 400 invalidFilter)
         self.requests: Counter[str] = Counter()  # requests sent (every attempt), by method
+        self.notes: list[str] = []  # one line per way the server departs from RFC 7644 that the client worked around
+        self._schemas_for: tuple[dict[str, Any], ...] | None = None
+        self._schemas = SchemaIndex.rfc_defaults()
+        # The member-removal form this target accepted (one of MEMBER_REMOVAL_FORMS), None until a removal worked;
+        # set it from a stored state to skip the probe.
+        self.member_removal_form: str | None = None
+        self._removal_probe = asyncio.Lock()
         self._http = httpx.AsyncClient(
             auth=self._auth,
             timeout=httpx.Timeout(timeout),
@@ -247,7 +315,7 @@ class ScimClient:
             found = True
         types = await self._optional_get("/ResourceTypes")
         if types is not None:
-            fields["endpoints"] = parse_resource_types(types)
+            fields["endpoints"] = parse_resource_types(types, self.base_url)
             found = True
         schemas = await self._optional_get("/Schemas")
         if schemas is not None:
@@ -303,8 +371,47 @@ class ScimClient:
         path = f"{self.endpoint(resource_type)}/{id}"
         body = {"schemas": [PATCH_OP], "Operations": list(operations)}
         headers = {"If-Match": version} if version else None
-        answer = await self._json_request("PATCH", path, body=body, headers=headers)
+        try:
+            answer = await self._json_request("PATCH", path, body=body, headers=headers)
+        except TargetStatusError as refused:
+            if not refused_for_the_run(refused.status, refused.scim_type, refused.detail):
+                raise
+            raise UnsupportedOperation(refused, describe_operations(operations)) from None
         return answer if isinstance(answer, dict) and answer else None
+
+    async def patch_group(self, id: str, operations: Sequence[dict[str, Any]], *,
+                          remove_members: Sequence[str] = ()) -> dict[str, Any] | None:
+        """PATCH a group: ``operations``, then the removal of ``remove_members`` in the form this target accepts.
+
+        The form that worked before is used at once; until one has, one PATCH at a time probes it (the RFC form
+        first; refused with 400 or 501, the whole PATCH again in the other form), so that the others wait and
+        then use the learned form directly.
+        """
+        if not remove_members:
+            return await self.patch("Group", id, operations) if operations else None
+        if self.member_removal_form is None:
+            async with self._removal_probe:
+                first = self.member_removal_form or REMOVE_BY_FILTER  # learned meanwhile, or still the RFC one
+                return await self._patch_group_in_either_form(id, operations, remove_members, first)
+        return await self._patch_group_in_either_form(id, operations, remove_members, self.member_removal_form)
+
+    async def _patch_group_in_either_form(self, id: str, operations: Sequence[dict[str, Any]],
+                                          remove_members: Sequence[str], first: str) -> dict[str, Any] | None:
+        try:
+            answer = await self.patch("Group", id, [*operations, *member_removals(remove_members, first)])
+        except TargetStatusError as refused:
+            if refused.status not in _FORM_REFUSED:
+                raise
+            other = REMOVE_BY_VALUE_LIST if first == REMOVE_BY_FILTER else REMOVE_BY_FILTER
+            try:
+                answer = await self.patch("Group", id, [*operations, *member_removals(remove_members, other)])
+            except TargetStatusError as also:
+                refused.message += f"; refused with members removed in the {other} form too (HTTP {also.status})"
+                refused.args = (f"{refused.method} {refused.path}: {refused.message}",)
+                raise refused from None
+            first = other
+        self.member_removal_form = first
+        return answer
 
     async def delete(self, resource_type: str, id: str) -> None:
         """DELETE; retried like any idempotent request (a 404 after a lost first answer counts as done)."""
@@ -344,9 +451,15 @@ class ScimClient:
             try:
                 body = await self._json_request("GET", path, params=params)
             except TargetStatusError as error:
-                if error.status == 400 and "attributes" in params and guard.start == 1:
+                if (error.status == 400 and error.scim_type != "invalidFilter" and "attributes" in params
+                        and guard.start == 1):
                     self._attributes_ok = False
                     continue
+                if error.status == 404 and guard.start == 1 and not guard.seen:
+                    fallback = self._endpoint_after_404(resource_type, path)
+                    if fallback is not None:
+                        path = fallback
+                        continue
                 raise
             resources = self._list(body, "GET", path)
             total = body.get("totalResults")
@@ -364,11 +477,61 @@ class ScimClient:
         """Every resource of a search, all pages."""
         return [resource async for page in self.pages(resource_type, **options) for resource in page]
 
-    async def find(self, resource_type: str, path: str, value: str, *,
-                   attributes: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Resources whose ``path`` equals ``value`` (``GET /Users?filter=userName eq "..."``)."""
-        return await self.list_all(resource_type, filter=eq_filter(path, value), attributes=attributes,
-                                   page_size=50)
+    def _endpoint_after_404(self, resource_type: str, path: str) -> str | None:
+        """The default endpoint to read instead of a discovered ``path`` that answered a list read with 404, kept
+        for the rest of the run; None when ``path`` is the default already (the 404 stands)."""
+        default = DEFAULT_ENDPOINTS.get(resource_type)
+        if default is None or path == default:
+            return None
+        if self.endpoint(resource_type) == path:
+            endpoints = {**self.capabilities.endpoints, resource_type: default}
+            self.capabilities = replace(self.capabilities, endpoints=endpoints)
+            self.notes.append(f"the target's /ResourceTypes names {path} for {resource_type}, which answers 404; "
+                              f"{default} is used instead")
+        return self.endpoint(resource_type)
+
+    async def find(self, resource_type: str, path: str, value: str, *, attributes: Sequence[str] | None = None,
+                   excluded_attributes: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Resources whose ``path`` equals ``value`` (``GET /Users?filter=userName eq "..."``).
+
+        A server without filters (``filter.supported: false``, or a filter answered with 501 or 400
+        ``invalidFilter``) is read in full, page by page, and compared here as matching compares (the schema's
+        ``caseExact``): slower, but the lookup that keeps a lost create from becoming a duplicate still works.
+        """
+        query = eq_filter(path, value)
+        if self.capabilities.filter and self._filter_ok:
+            try:
+                return await self.list_all(resource_type, filter=query, attributes=attributes,
+                                           excluded_attributes=excluded_attributes, page_size=50)
+            except TargetStatusError as error:
+                if not (error.status == 501 or (error.status == 400 and error.scim_type == "invalidFilter")):
+                    raise
+                self._filter_ok = False
+                self.notes.append(f"the target refused the filter {query} (HTTP {error.status}); lookups read "
+                                  "every object and compare locally")
+        return await self._find_locally(resource_type, path, value, attributes, excluded_attributes)
+
+    async def _find_locally(self, resource_type: str, path: str, value: str, attributes: Sequence[str] | None,
+                            excluded_attributes: Sequence[str] | None) -> list[dict[str, Any]]:
+        """:meth:`find` without a filter: every page read, each resource compared here."""
+        parsed = parse_path(path)
+        if attributes:
+            attribute = f"{parsed.schema}:{parsed.attribute}" if parsed.schema else parsed.attribute
+            if attribute.lower() not in {a.lower() for a in attributes}:
+                attributes = [*attributes, attribute]
+        kind_schema = CORE_GROUP if resource_type == "Group" else CORE_USER
+        found: list[dict[str, Any]] = []
+        async for page in self.pages(resource_type, attributes=attributes, excluded_attributes=excluded_attributes):
+            found += [dict(r) for r in holding(page, parsed, value, kind_schema, self._schema_index)]
+        return found
+
+    @property
+    def _schema_index(self) -> SchemaIndex:
+        schemas = self.capabilities.schemas
+        if self._schemas_for is not schemas:
+            self._schemas_for = schemas
+            self._schemas = SchemaIndex.from_schemas(schemas) if schemas else SchemaIndex.rfc_defaults()
+        return self._schemas
 
     # -- bulk ------------------------------------------------------------------------------------------------
 

@@ -1,8 +1,13 @@
 """What a SCIM target says it can do (RFC 7643 section 5-7), read tolerantly into plain values.
 
 Servers that lack a discovery endpoint, or answer it with something odd, get safe defaults: PATCH assumed
-(Entra requires it), no Bulk, no ETags, filtering assumed (the matching lookup needs it), no page-size cap
-known.
+(Entra requires it), no Bulk, no ETags, filtering assumed (a server that says ``filter.supported: false`` gets
+its lookups as paged reads, compared locally), no page-size cap known.
+
+Endpoints in /ResourceTypes are relative to the base URL (RFC 7643 section 6: ``/Users``), but servers also give
+the full path (``/scim/v2/Users`` under a base URL ending in ``/scim/v2``) or an absolute URL: both are made
+relative to the base URL. An absolute URL on another scheme, host or port is ignored (the default endpoint is
+used): the token is only ever sent to the base URL's origin.
 The ServiceProviderConfig is parsed with ``scim2-models`` (one small document per run, where validation pays);
 on a document the model rejects, the same fields are read from the plain dict.
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import ValidationError
 from scim2_models import ServiceProviderConfig
@@ -114,14 +120,51 @@ def list_resources(document: Any) -> list[dict[str, Any]]:
     return [item for item in items if isinstance(item, dict)]
 
 
-def parse_resource_types(document: Any) -> dict[str, str]:
-    """``{resource type name: endpoint}`` from a /ResourceTypes answer (defaults for what it omits)."""
+def parse_resource_types(document: Any, base_url: str = "") -> dict[str, str]:
+    """``{resource type name: endpoint path}`` from a /ResourceTypes answer, each endpoint relative to
+    ``base_url`` (see :func:`relative_endpoint`); defaults for what it omits or names elsewhere."""
     endpoints = dict(DEFAULT_ENDPOINTS)
     for item in list_resources(document):
         name, endpoint = item.get("name") or item.get("id"), item.get("endpoint")
         if isinstance(name, str) and isinstance(endpoint, str) and endpoint:
-            endpoints[name] = endpoint if endpoint.startswith("/") else f"/{endpoint}"
+            path = relative_endpoint(endpoint, base_url)
+            if path is not None:
+                endpoints[name] = path
     return endpoints
+
+
+def relative_endpoint(endpoint: str, base_url: str) -> str | None:
+    """A /ResourceTypes ``endpoint`` as a path under ``base_url`` (``/Users``), or None when it cannot be used.
+
+    ``Users`` and ``/Users`` are taken as they are; a path that repeats the base URL's path (``/scim/v2/Users``
+    under ``https://host/scim/v2``) and an absolute URL on the base URL's scheme, host and port lose that prefix.
+    An absolute URL elsewhere, or outside the base URL's path, is None.
+    """
+    base = urlsplit(base_url)
+    base_path = base.path.rstrip("/")
+    parts = urlsplit(endpoint.strip())
+    path = "/" + parts.path.lstrip("/")
+    if parts.scheme or parts.netloc:
+        if _origin(parts) is None or _origin(parts) != _origin(base):
+            return None
+        if base_path and not path.startswith(f"{base_path}/"):
+            return None
+    if base_path and path.startswith(f"{base_path}/"):
+        path = path[len(base_path):]
+    path = "/" + path.strip("/")
+    return path if path != "/" else None
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int] | None:
+    """Scheme, host and port (the scheme's default when omitted); None for a URL without a host or a bad port."""
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not parts.hostname or scheme not in ("http", "https"):
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
 
 
 def parse_schemas(document: Any) -> tuple[dict[str, Any], ...]:

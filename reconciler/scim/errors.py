@@ -6,7 +6,8 @@ Every error names the request (method and path, never the token) and, when the s
 - :class:`TargetUnreachable`: nothing reached the server (or an idempotent request kept failing); safe to
   retry later.
 - :class:`TargetStatusError`: the server answered with an error status (``status``, ``scim_type``,
-  ``retry_after``).
+  ``retry_after``): the request was refused and nothing was applied (but see :class:`OutcomeUnknown`).
+  :class:`UnsupportedOperation` (one of them): a PATCH the target does not implement, naming its operations.
 - :class:`TargetResponseError`: the server answered something that is not the SCIM it should be.
   :class:`ResponseTooLarge` (one of them): an answer past the size limit, never read whole.
 - :class:`OutcomeUnknown`: a write was sent and its answer lost; it may or may not have been applied. Look the
@@ -51,6 +52,22 @@ class TargetStatusError(ScimRequestError):
         if detail:
             text += f": {detail}"
         super().__init__(method, path, text)
+
+
+class UnsupportedOperation(TargetStatusError):
+    """The target refused a PATCH as not supported (HTTP 501 or 405, or 400 for ``mutability`` or "not implemented").
+
+    ``operations`` names what the PATCH asked for, as "replace of displayName"; the server's answer follows in
+    brackets. Nothing was applied, and the same PATCH would be refused again.
+    """
+
+    def __init__(self, refused: TargetStatusError, operations: tuple[str, ...]) -> None:
+        super().__init__(refused.method, refused.path, refused.status, detail=refused.detail,
+                         scim_type=refused.scim_type, retry_after=refused.retry_after)
+        self.operations = operations
+        what = operations[0] if len(operations) == 1 else f"one of {', '.join(operations)}"
+        self.message = f"the target does not support {what} ({refused.message})"
+        self.args = (f"{self.method} {self.path}: {self.message}",)
 
 
 class TargetResponseError(ScimRequestError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reconciler.scim.client import ScimClient, eq_filter
+from reconciler.scim.client import ScimClient
 from reconciler.scim.livestate import LiveState, Resource, read_attributes
 
 
@@ -45,6 +45,5 @@ async def find_groups(client: ScimClient, path: str, value: str, *,
     """Groups whose ``path`` equals ``value`` (members excluded: a lookup needs only the id)."""
     attrs = read_attributes(attributes, always=("externalId", "displayName")) if attributes is not None else None
     if attrs is None:
-        return [r async for page in client.pages("Group", filter=eq_filter(path, value),
-                                                  excluded_attributes=["members"], page_size=50) for r in page]
+        return await client.find("Group", path, value, excluded_attributes=["members"])
     return await client.find("Group", path, value, attributes=attrs)

@@ -3,7 +3,9 @@
 :func:`decide` is the whole decision for one failed attempt of a SCIM request, pure (the client does the I/O):
 retry after a wait, give up with the failure, report the outcome unknown, or count a DELETE as done. The rule
 that keeps users free of duplicates lives there: a request that is not idempotent (POST, PATCH) and that reached
-the server is never sent again once its answer was lost (reset, timeout, a 5xx after sending).
+the server is never sent again once its answer was lost (reset, timeout, 500/502/503/504 after sending). A definite
+"no" is not a lost answer: any other error status says the write was not applied, and :func:`refused_for_the_run`
+tells the refusals that the same request would meet again for the rest of a run (the target does not implement it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 # Sending these twice has the effect of sending them once: a lost answer can be asked for again.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+# The only statuses that leave a write's outcome unknown: the server (or a gateway in front of it) failed while the
+# write may have been applied. 501 and every 4xx are definite refusals: nothing was applied.
+UNKNOWN_OUTCOME_STATUSES = frozenset({500, 502, 503, 504})
+# What a 400 says when it refuses the operation itself rather than its data.
+NOT_IMPLEMENTED = ("not implemented", "not supported", "unsupported")
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,8 @@ def decide(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = No
       late, it fails (a server that could not answer within the deadline will not on a second try, and a
       trickling server then costs one deadline, not one per attempt).
     - 429 (any method: the request was not processed) and 503 (idempotent): after ``Retry-After``, else backoff.
-      502 and 504 (idempotent): backoff. Any other 5xx to a write: UNKNOWN. Any other status: fail.
+      502 and 504 (idempotent): backoff. 500, 502, 503 or 504 to a write: UNKNOWN. Any other status (any other
+      4xx, 501, 505...): fail, for every method: the server refused the request and applied nothing.
     - DELETE 404 after a lost attempt: DONE.
     """
     delay = _wait(policy, attempt, rng)
@@ -138,6 +146,17 @@ def _wait(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None) -> f
         return attempt.retry_after if attempt.retry_after is not None else policy.backoff(attempt.number, rng)
     if idempotent and status in TRANSIENT_STATUSES:
         return policy.backoff(attempt.number, rng)
-    if not idempotent and status >= 500:
+    if not idempotent and status in UNKNOWN_OUTCOME_STATUSES:
         return Verdict.UNKNOWN
     return Verdict.FAIL
+
+
+def refused_for_the_run(status: int, scim_type: str | None = None, detail: str | None = None) -> bool:
+    """True when an error answer says the target does not implement what was asked: 501, 405, or a 400 whose
+    ``scimType`` is ``mutability`` or whose detail says "not implemented" / "not supported". The same request sent
+    again in a later round of the run would be refused again. Other refusals (a 400 ``invalidValue``, 404, 409,
+    412, 429...) may depend on other objects or on time, and a later round may succeed."""
+    if status in (405, 501):
+        return True
+    text = (detail or "").lower()
+    return status == 400 and (scim_type == "mutability" or any(words in text for words in NOT_IMPLEMENTED))
