@@ -307,12 +307,7 @@ class OnDemandRun(TargetSession):
             for subject in result.subjects:
                 subject.match, subject.idle = "not attempted", _idle(subject, None, self.manifest)
             return result
-        try:
-            capabilities = await self.client.discover()
-        except TargetError as error:
-            raise self._named(error) from None
-        if capabilities.schemas:
-            self.schemas = SchemaIndex.from_schemas(capabilities.schemas)
+        await self._discover()
         known = ({o.source_id for o in (*desired.users, *desired.groups)} | {d.source_id for d in desired.deprovision}
                  | {s.source_id for s in desired.skipped})
         live = await self._look_up(result.subjects)

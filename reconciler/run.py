@@ -175,6 +175,15 @@ class TargetSession:
         group_paths = [m.target for m in provisioning.groups.mappings if m.target != "members"]
         return user_paths, group_paths
 
+    async def _discover(self) -> None:
+        """Read what the target says it can do; its schemas, when it publishes them, drive comparisons."""
+        try:
+            capabilities = await self.client.discover()
+        except TargetError as error:
+            raise self._named(error) from None
+        if capabilities.schemas:
+            self.schemas = SchemaIndex.from_schemas(capabilities.schemas)
+
     def _read_attributes(self) -> dict[str, list[str]]:
         """The ``attributes`` to ask for when reading objects by id or by filter, per kind."""
         user_paths, group_paths = self._paths()
@@ -192,12 +201,7 @@ class AppRun(TargetSession):
     async def prepare(self) -> None:
         directory = await read_directory(self.loaded, self.options.directory)
         self.desired = desired_state(self.manifest, directory)
-        try:
-            capabilities = await self.client.discover()
-        except TargetError as error:
-            raise self._named(error) from None
-        if capabilities.schemas:
-            self.schemas = SchemaIndex.from_schemas(capabilities.schemas)
+        await self._discover()
 
     async def read(self) -> LiveState:
         user_paths, group_paths = self._paths()
