@@ -18,6 +18,8 @@ the form the target accepts: :meth:`~reconciler.scim.client.ScimClient.patch_gro
   next read of the target shows what happened. A refusal that the same request would meet again (the target does
   not implement it: :func:`~reconciler.scim.retry.refused_for_the_run`) is marked ``refused`` in its failure, so
   that the rounds that follow do not send it again unchanged.
+- Each successful write is told to ``journal`` (the provisioning state's journal), so that a killed run's
+  writes are in the ledger of the next.
 - Each step's outcome is one provisioning-log record (:mod:`reconciler.provlog`), a failure with its
   ``errorCode``; a guarded plan logs its steps as Skipped (disables and deletes as StagedDelete) before it raises.
 """
@@ -40,6 +42,7 @@ from reconciler.scim.errors import BulkOutcomeUnknown, OutcomeUnknown, PathError
 from reconciler.scim.normalize import SchemaIndex, diff_resource
 from reconciler.scim.paths import CORE_GROUP, CORE_USER
 from reconciler.scim.retry import refused_for_the_run
+from reconciler.state.model import event
 
 DEFAULT_CONCURRENCY = 8
 CREATE_ATTEMPTS = 3
@@ -79,8 +82,10 @@ class PlanExecutor:
 
     def __init__(self, client: ScimClient, plan: Plan, *, concurrency: int = DEFAULT_CONCURRENCY,
                  log: ProvisioningLog | None = None, progress: Progress | None = None, bulk: bool = True,
-                 adopt: str = "unclaimed", schemas: SchemaIndex | None = None) -> None:
+                 adopt: str = "unclaimed", schemas: SchemaIndex | None = None,
+                 journal: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.client = client
+        self.journal = journal  # told every successful write (the provisioning state's journal)
         self.adopt = adopt  # provisioning.adopt, for lookups after a lost create or a 409
         self.schemas = schemas or SchemaIndex.rfc_defaults()
         self.plan = plan
@@ -206,6 +211,9 @@ class PlanExecutor:
                 refused: bool = False, cause: BaseException | None = None) -> None:
         if error is None:
             self.report.count(step.action)
+            target_id = self._target_of(step)
+            if self.journal is not None and step.source_id and target_id:
+                self.journal(event(step.action, step.kind, step.source_id, target_id, step.display, step.matching))
         else:
             self.report.failures.append(StepFailure(step, error, refused, cause))
         if self.log is not None:

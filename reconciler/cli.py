@@ -30,6 +30,7 @@ COMMANDS = (
     "export_directory",
     "preview",
     "reconcile",
+    "state",
 )
 
 

@@ -2,7 +2,9 @@
 
 It starts the embedded SCIM target on a free loopback port, plans the Atea example over the sample directory,
 applies it, plans again (no changes), then changes the directory (an unassignment, a renamed user, a new hire) and
-shows the drift being corrected. Everything it starts or writes is gone when it ends.
+shows the drift being corrected. Last, a user is purged from the directory altogether: the provisioning state's
+ledger (kept in a temporary folder) still names his account, so the next apply disables it. Everything it starts
+or writes is gone when it ends.
 """
 
 from __future__ import annotations
@@ -64,6 +66,17 @@ class Demo:
         path.write_text(json.dumps(changed, indent=2, ensure_ascii=False), encoding="utf-8")
         return str(path)
 
+    def purged_directory(self, changed: str, upn: str) -> str:
+        """``changed`` without ``upn``: purged, gone even from the deleted items."""
+        data: dict[str, Any] = json.loads(Path(changed).read_text())
+        gone = next(u["id"] for u in data["users"] if u["userPrincipalName"] == upn)
+        data["users"] = [u for u in data["users"] if u["id"] != gone]
+        for group in data["groups"]:
+            group["members"] = [m for m in group["members"] if m != gone]
+        path = self.workdir / "directory-purged.json"
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        return str(path)
+
 
 def main() -> int:
     console = Console()
@@ -72,7 +85,9 @@ def main() -> int:
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory(prefix="reconciler-demo-") as workdir, serving_target(token=token) as server:
         demo = Demo(console, Path(workdir), server.url)
-        console.print(f"Embedded SCIM target (scim2-server) on {server.url}; token in $ATEA_SCIM_TOKEN.")
+        os.environ["RECONCILER_STATE"] = str(Path(workdir) / "state")  # the provisioning state, gone at the end
+        console.print(f"Embedded SCIM target (scim2-server) on {server.url}; token in $ATEA_SCIM_TOKEN; "
+                      f"provisioning state in {os.environ['RECONCILER_STATE']}.")
         target = ("--target", server.url)
         demo.step("1. Validate the manifests")
         demo.run("validate")
@@ -89,6 +104,11 @@ def main() -> int:
         demo.step("6. Apply corrects the drift")
         demo.run("apply", MANIFEST, "--directory", changed, *target, "--log", str(log))
         demo.run("plan", MANIFEST, "--directory", changed, *target, "--detailed-exitcode")
+        demo.step("7. Diego leaves and is purged from the directory: the ledger still names his account")
+        purged = demo.purged_directory(changed, "diego.siciliani@contoso.com")
+        demo.run("plan", MANIFEST, "--directory", purged, *target, "--detailed-exitcode", expect=(2,))
+        demo.run("apply", MANIFEST, "--directory", purged, *target, "--log", str(log))
+        demo.run("state", "show", "atea", *target)
         records = [json.loads(line) for line in log.read_text().splitlines()]
         statuses = Counter(r["status"] for r in records)
         last_write = next(r for r in reversed(records) if r["status"] == "Success")

@@ -12,7 +12,9 @@ The command line prints those lines and exits non-zero; it never prints a traceb
   :class:`EvaluationError` (fails for one object) and :class:`NoMatchingValue` (an object that cannot be matched).
 - :class:`PlanFormatError`: a saved plan is not one this version reads.
 - :class:`DeletionGuardTripped`: a plan disables or deletes more than the manifest allows.
-- :class:`LockBusy`: another run holds the target's lock.
+- :class:`LockBusy`: another run holds the target's lock (a lock file, or a blob lease).
+- :class:`StateFormatError`: a provisioning state document this version cannot read; :class:`StateError`: the
+  state backend failed (unreachable, refused, a lease lost).
 - :class:`BaseUnavailable`: a preview cannot read the base revision's manifests.
 
 :class:`Stopping` is not an error: it ends a run between requests once a stop was requested.
@@ -108,6 +110,14 @@ class DeletionGuardTripped(ReconcilerError):
 
 class LockBusy(ReconcilerError):
     """Another process holds the target's lock and did not release it within the wait."""
+
+
+class StateFormatError(ReconcilerError):
+    """A provisioning state document is not one this version reads (or is not one at all)."""
+
+
+class StateError(ReconcilerError):
+    """The provisioning state could not be read, written or locked (a backend's answer, or a lost lease)."""
 
 
 class BaseUnavailable(ReconcilerError):

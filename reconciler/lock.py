@@ -12,8 +12,9 @@ spellings of one target share one lock. It is created 0600 in a folder created 0
 at any file the user can write).
 
 The state directory is ``$RECONCILER_STATE_DIR``, else ``$XDG_STATE_HOME/reconciler``, else
-``~/.local/state/reconciler``. Across machines, pipelines serialise applies with a concurrency group (see
-docs/operations.md); this lock is the same guarantee for one machine.
+``~/.local/state/reconciler``, or the ``--state`` folder: the folder backend of the provisioning state
+(:mod:`reconciler.state.folder`) keeps its lock here. Across machines, the Azure Blob backend's lease is the same
+guarantee (:mod:`reconciler.state.azblob`).
 """
 
 from __future__ import annotations

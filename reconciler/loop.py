@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.errors import ReconcilerError, Stopping
-from reconciler.lock import DEFAULT_WAIT, target_lock
+from reconciler.lock import DEFAULT_WAIT
 from reconciler.manifest import LoadedManifest
-from reconciler.run import AppRun, RunOptions, RunResult
+from reconciler.run import AppRun, RunOptions, RunResult, holding_state
 from reconciler.secrets import REGISTRY, scrub
 from reconciler.stopgate import install_stop_gate
 
@@ -113,7 +113,7 @@ async def converge_once(loaded: LoadedManifest, options: LoopOptions, stop: thre
     name = loaded.manifest.name
     async with AppRun(loaded, options.run) as app:
         install_stop_gate(app.client, stop)
-        with target_lock(app.url, wait=options.lock_wait, command=f"reconcile {name}"):
+        with holding_state(app, wait=options.lock_wait, command=f"reconcile {name}"):
             try:
                 result = await app.converge()
             except Stopping:

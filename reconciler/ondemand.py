@@ -52,11 +52,12 @@ from reconciler.plan import Action, Plan, Step, make_plan
 from reconciler.provlog import ProvisioningLog
 from reconciler.run import RunOptions, TargetSession
 from reconciler.scim.client import ScimClient, eq_filter
-from reconciler.scim.errors import PathError
+from reconciler.scim.errors import PathError, TargetStatusError
 from reconciler.scim.livestate import LiveState, Resource
 from reconciler.scim.normalize import SchemaIndex
 from reconciler.scim.paths import CORE_GROUP, CORE_USER
 from reconciler.scope import clause_holds
+from reconciler.state.store import StateSession, now_iso
 
 GROUP_MEMBERS = 5  # Entra provisions a group on demand with at most five members
 VERBS = {Action.CREATE: "Create", Action.UPDATE: "Update", Action.ADOPT: "Update (adopt: sets externalId)",
@@ -297,6 +298,8 @@ class OnDemandRun(TargetSession):
         super().__init__(loaded, options, client=client)
         self.names = list(names)
         self.attributes = self._read_attributes()
+        self.session: StateSession | None = None  # the provisioning state, held under its lock by the command
+        self._events: list[dict[str, Any]] = []
 
     async def run(self, *, log: ProvisioningLog | None = None) -> OnDemandResult:
         directory = await read_directory(self.loaded, self.options.directory)
@@ -323,13 +326,21 @@ class OnDemandRun(TargetSession):
         steps = {s.key: s for s in plan.steps}
         for subject in result.subjects:
             subject.pending = steps.get(subject.key)
+        if self.session is not None and self._events:
+            self.session.commit(self.session.state.with_events(self._events, now_iso()))
         return result
+
+    def _journal(self, item: dict[str, Any]) -> None:
+        """A write of this run: journaled now, and folded into the ledger when the run ends."""
+        self._events.append(item)
+        if self.session is not None:
+            self.session.journal(item)
 
     async def _round(self, plan: Plan, result: OnDemandResult, log: ProvisioningLog | None) -> None:
         outcomes: dict[str, bool] = {}
         executor = PlanExecutor(self.client, plan, concurrency=self.options.concurrency, log=log,
                                 progress=lambda step, ok: outcomes.__setitem__(step.key, ok), bulk=self.options.bulk,
-                                adopt=self.manifest.provisioning.adopt, schemas=self.schemas)
+                                adopt=self.manifest.provisioning.adopt, schemas=self.schemas, journal=self._journal)
         report = await executor.run()
         result.rounds += 1
         result.writes += report.writes
@@ -369,6 +380,14 @@ class OnDemandRun(TargetSession):
         pairs += [(str(p), str(v)) for p, v in subject.matching if (str(p), str(v)) not in pairs]
         subject.asked = [eq_filter(path, value) for path, value in pairs]
         found: dict[str, Resource] = {}
+        entry = self.session.state.entry(subject.kind, subject.source_id) if self.session is not None else None
+        if entry is not None:  # the ledger names its object: read it by id, whatever its externalId says now
+            try:
+                found[entry.target_id] = await self.client.get(subject.kind, entry.target_id,
+                                                               attributes=self.attributes[subject.kind])
+            except TargetStatusError as error:
+                if error.status != 404:
+                    raise
         for path, value in pairs:
             for resource in await self._find(subject, path, value):
                 found[str(resource["id"])] = resource
@@ -401,8 +420,9 @@ class OnDemandRun(TargetSession):
                                   groups=tuple(sorted(groups, key=lambda o: o.source_id)),
                                   deprovision=tuple(s.gone for s in ready if s.gone is not None),
                                   skipped=tuple(s.skipped for s in ready if s.skipped is not None))
+        ledger = self.session.state.ledger if self.session is not None else None
         return make_plan(self.manifest, restricted, live, target=self.url, schemas=self.schemas,
-                         allow_deletes=self.options.allow_deletes, known_ids=known)
+                         allow_deletes=self.options.allow_deletes, known_ids=known, ledger=ledger, purge=False)
 
 
 def _describe(subjects: Sequence[Subject], live: LiveState, plan: Plan, schemas: SchemaIndex,

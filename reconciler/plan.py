@@ -22,6 +22,11 @@ saved as JSON, reviewed, and applied later. The safe defaults, in the words of t
   that only left scope, while those disabled or deleted in the directory are still deprovisioned.
 - A reference (a manager) to a user not in the target is left unset and named in a note: set next round when
   the manager is created this run, else said not to be provisioned (and why).
+- With the provisioning state's **ledger** (:mod:`reconciler.state.model`), a live object the ledger names is
+  owned whatever its ``externalId`` says now; a ledger object whose directory object is gone altogether
+  (**purged**) is deprovisioned like any leaver and counted by the deletion guard; and an update's attribute
+  changes say where they come from (``origin``): the directory (the wanted value moved since the last apply)
+  or the target (someone changed it there: "changed outside the reconciler").
 """
 
 from __future__ import annotations
@@ -42,8 +47,13 @@ from reconciler.scim.errors import PathError
 from reconciler.scim.livestate import LiveState
 from reconciler.scim.normalize import Change, SchemaIndex, comparable, diff_resource, identity_key
 from reconciler.scim.paths import CORE_GROUP, CORE_USER, parse_path
+from reconciler.state.model import LedgerEntry, ledger_key
 
 PLAN_FORMAT = 1
+PURGED = "purged from the directory"  # the deprovision reason of a ledger object whose directory object is gone
+# AttributeChange.origin: where a change of an update comes from (empty when the ledger cannot tell)
+FROM_DIRECTORY = "directory"
+FROM_TARGET = "target"
 
 
 class Action(StrEnum):
@@ -96,6 +106,7 @@ class AttributeChange:
     path: str
     old: Any
     new: Any
+    origin: str = ""  # FROM_DIRECTORY, FROM_TARGET (changed outside the reconciler), or "" (not known)
 
 
 @dataclass
@@ -198,11 +209,15 @@ class Plan:
 
 def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, target: str = "",
               schemas: SchemaIndex | None = None, allow_deletes: bool = False,
-              known_ids: Iterable[str] = ()) -> Plan:
+              known_ids: Iterable[str] = (), ledger: Mapping[str, LedgerEntry] | None = None,
+              purge: bool = True) -> Plan:
     """Diff ``desired`` against ``live`` under the manifest's rules; see the module docstring.
 
     ``known_ids``: directory ids beyond those in ``desired``, when it holds only some objects (provision on
     demand), so that a live object carrying another directory object's id stays that object's, never adopted.
+    ``ledger``: the provisioning state's ledger, keyed by :func:`~reconciler.state.model.ledger_key`; with
+    ``purge``, its objects that the directory no longer knows are deprovisioned (a run over some objects only,
+    such as provision on demand, passes ``purge=False``).
     """
     provisioning = manifest.provisioning
     index = schemas or SchemaIndex.rfc_defaults()
@@ -213,22 +228,25 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
                      | {d.source_id for d in desired.deprovision} | {s.source_id for s in desired.skipped}
                      | set(known_ids))
     keep_leavers = provisioning.skip_out_of_scope_deletions
+    ledger = ledger or {}
+    gone = [*desired.deprovision, *(_purged(ledger, directory_ids) if purge else ())]
 
-    users = LiveIndex(live.users.values(), _matching_paths(desired.users, desired.deprovision, "User"), index)
+    users = LiveIndex(live.users.values(), _matching_paths(desired.users, gone, "User"), index)
     adopt = provisioning.adopt
-    user_targets, touched_users = _plan_kind(plan, desired.users, users, CORE_USER, directory_ids, index, adopt)
-    touched_users |= _plan_deprovision(plan, [d for d in desired.deprovision if d.kind == "User"], users,
-                                       CORE_USER, keep_leavers=keep_leavers)
+    user_targets, touched_users = _plan_kind(plan, desired.users, users, CORE_USER, directory_ids, index, adopt,
+                                             ledger)
+    touched_users |= _plan_deprovision(plan, [d for d in gone if d.kind == "User"], users,
+                                       CORE_USER, keep_leavers=keep_leavers, ledger=ledger)
 
     plan.targets.update(user_targets)
     groups_enabled = provisioning.groups.enabled
     touched_groups: set[str] = set()
     if groups_enabled:
-        groups = LiveIndex(live.groups.values(), _matching_paths(desired.groups, desired.deprovision, "Group"), index)
+        groups = LiveIndex(live.groups.values(), _matching_paths(desired.groups, gone, "Group"), index)
         group_targets, touched_groups = _plan_kind(plan, desired.groups, groups, CORE_GROUP, directory_ids, index,
-                                                   adopt)
-        touched_groups |= _plan_deprovision(plan, [d for d in desired.deprovision if d.kind == "Group"], groups,
-                                            CORE_GROUP, keep_leavers=keep_leavers)
+                                                   adopt, ledger)
+        touched_groups |= _plan_deprovision(plan, [d for d in gone if d.kind == "Group"], groups,
+                                            CORE_GROUP, keep_leavers=keep_leavers, ledger=ledger)
         plan.targets.update(group_targets)
         managed_targets = {**user_targets, **group_targets}
         # (kind, target id): ids may repeat across resource types (a user and a group both "1")
@@ -244,6 +262,7 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
         plan.notes.append(f"{orphans} target user(s) carry an externalId that names no object in the directory "
                           "(deleted there, or not provisioned from it): left alone")
     _note_skipped_targets(plan, desired.skipped, live)
+    _note_drift(plan)
     _within_actions(plan, provisioning.actions)
     _note_references(plan, desired, "update" in provisioning.actions)
     plan.unmanaged = {"User": len(live.users) - len(managed_users),
@@ -253,6 +272,27 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
         plan.notes.append(f"deletion guard: {plan.destructive} disables/deletes exceed deletionThreshold "
                           f"{plan.threshold}; nothing will be applied without --allow-deletes")
     return plan
+
+
+def _purged(ledger: Mapping[str, LedgerEntry], directory_ids: Container[str]) -> list[Deprovision]:
+    """The ledger's objects whose directory objects are gone altogether, not even among the deleted items."""
+    return [Deprovision(e.kind, e.source_id, e.display or e.source_id,  # type: ignore[arg-type]
+                        tuple((str(p[0]), p[1]) for p in e.matching if len(p) == 2), PURGED)
+            for e in ledger.values() if e.source_id not in directory_ids and e.kind in ("User", "Group")]
+
+
+def _note_drift(plan: Plan) -> None:
+    """One note counting the attribute changes that undo changes made on the target outside the reconciler."""
+    drifted = [s for s in plan.steps if any(c.origin == FROM_TARGET for c in s.changes)]
+    if drifted:
+        changes = sum(1 for s in drifted for c in s.changes if c.origin == FROM_TARGET)
+        plan.notes.append(f"{changes} attribute(s) of {len(drifted)} object(s) changed outside the reconciler "
+                          "since the last apply; this plan sets them back (marked in the changes)")
+
+
+def applied_resource(obj: DesiredObject, targets: Mapping[str, str]) -> dict[str, Any]:
+    """What an update of ``obj`` writes, references resolved: the ledger's ``applied`` once it is in sync."""
+    return _with_references({k: v for k, v in obj.resource.items() if k != "members"}, obj.references, targets)
 
 
 def _matching_paths(objects: Iterable[DesiredObject], gone: Iterable[Deprovision], kind: str) -> list[str]:
@@ -304,7 +344,8 @@ def _note_skipped_targets(plan: Plan, skipped: Sequence[Skipped], live: LiveStat
 
 
 def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, schema: str,
-               directory_ids: set[str], schemas: SchemaIndex, adopt: str) -> tuple[dict[str, str], set[str]]:
+               directory_ids: set[str], schemas: SchemaIndex, adopt: str,
+               ledger: Mapping[str, LedgerEntry]) -> tuple[dict[str, str], set[str]]:
     """Create, update or adopt each desired object; returns source id -> target id, and the target ids touched.
 
     Matching runs first for every object, so that references between them (a manager) resolve to target ids.
@@ -312,8 +353,9 @@ def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, s
     targets: dict[str, str] = {}
     claimed: dict[str, str] = {}  # target id -> the source id that took it, so that two never share one
     matched: list[tuple[DesiredObject, Match]] = []
-    resolved = [(obj, _resolve(index.match(obj.source_id, obj.matching, schema), obj.source_id, directory_ids,
-                               adopt)) for obj in objects]
+    resolved = [(obj, _owned_by_ledger(ledger.get(ledger_key(obj.kind, obj.source_id)), index)
+                 or _resolve(index.match(obj.source_id, obj.matching, schema), obj.source_id, directory_ids, adopt))
+                for obj in objects]
     clashes = _unique_clashes(resolved, index, schema, schemas)
     for obj, found in resolved:
         live_id = str(found.live.get("id")) if found.live is not None else None
@@ -342,15 +384,34 @@ def _plan_kind(plan: Plan, objects: Sequence[DesiredObject], index: LiveIndex, s
             plan.steps.append(Step(Action.CREATE, obj.kind, obj.display, obj.source_id, body=body, matching=matching,
                                    changes=changes))
             continue
-        resource = _with_references({k: v for k, v in obj.resource.items() if k != "members"}, obj.references,
-                                    targets)
+        resource = applied_resource(obj, targets)
         diffs = [c for c in diff_resource(resource, found.live, schemas) if not _removes(c, obj.add_only)]
         if found.how == "matched" or diffs:
             action = Action.ADOPT if found.how == "matched" else Action.UPDATE
             step = _patch_step(action, obj, targets[obj.source_id], diffs, found.detail, matching)
+            entry = ledger.get(ledger_key(obj.kind, obj.source_id))
+            if action == Action.UPDATE and entry is not None and entry.applied is not None:
+                _mark_origins(step.changes, resource, entry.applied, schemas)
             step.changes = _redact(step.changes, obj.redacted)
             plan.steps.append(step)
     return targets, set(claimed)
+
+
+def _owned_by_ledger(entry: LedgerEntry | None, index: LiveIndex) -> Match | None:
+    """The live object the ledger names for a directory object, when it is still in the target."""
+    if entry is None:
+        return None
+    live = index.by_id.get(entry.target_id)
+    return Match("owned", live, detail="in the ledger") if live is not None else None
+
+
+def _mark_origins(changes: list[AttributeChange], resource: Mapping[str, Any], applied: Mapping[str, Any],
+                  schemas: SchemaIndex) -> None:
+    """Mark each change as from the directory (the wanted value differs from the one last applied) or from the
+    target (the wanted value is the one last applied, so the target's value was changed there)."""
+    moved = {c.path for c in diff_resource(dict(resource), applied, schemas)}
+    for change in changes:
+        change.origin = FROM_DIRECTORY if change.path in moved else FROM_TARGET
 
 
 def _unique_clashes(resolved: Sequence[tuple[DesiredObject, Match]], index: LiveIndex, schema: str,
@@ -504,7 +565,7 @@ def _redact(changes: list[AttributeChange], redacted: Sequence[str]) -> list[Att
     if not redacted:
         return changes
     hidden = {_attribute(p) for p in redacted}
-    return [AttributeChange(c.path, None if c.old is None else "[Redact]", "[Redact]")
+    return [AttributeChange(c.path, None if c.old is None else "[Redact]", "[Redact]", c.origin)
             if _attribute(c.path) in hidden else c for c in changes]
 
 
@@ -532,10 +593,11 @@ def _patch_step(action: Action, obj: DesiredObject, target_id: str, changes: lis
 
 
 def _plan_deprovision(plan: Plan, gone: Sequence[Deprovision], index: LiveIndex, schema: str, *,
-                      keep_leavers: bool = False) -> set[str]:
+                      keep_leavers: bool = False, ledger: Mapping[str, LedgerEntry] | None = None) -> set[str]:
     """Disable or delete the live objects this app provisioned (or adopted) for directory objects now out of scope.
 
-    Only owned objects (``externalId`` = the directory id) are deprovisioned: an object that merely matches an
+    Only owned objects (the ledger names them, or their ``externalId`` is the directory id) are deprovisioned,
+    purged ones (:data:`PURGED`) included: an object that merely matches an
     out-of-scope directory object on a matching attribute was never provisioned by this app, and Entra leaves
     such objects alone too. The plan counts them in a note. With ``keep_leavers`` (skipOutOfScopeDeletions),
     objects that only left scope stay as they are (still managed); disabled or deleted ones are deprovisioned.
@@ -544,7 +606,9 @@ def _plan_deprovision(plan: Plan, gone: Sequence[Deprovision], index: LiveIndex,
     not_ours = 0
     kept = 0
     for item in gone:
-        owned = index.owned_by(item.source_id)
+        by_ledger = _owned_by_ledger((ledger or {}).get(ledger_key(item.kind, item.source_id)), index)
+        owned = [by_ledger.live] if by_ledger is not None and by_ledger.live is not None else (
+            index.owned_by(item.source_id))
         if len(owned) > 1:
             ids = ", ".join(sorted(str(o.get("id")) for o in owned))
             plan.steps.append(Step(Action.CONFLICT, item.kind, item.display, item.source_id,

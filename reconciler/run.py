@@ -1,14 +1,17 @@
 """One app's run against its target: read, plan, apply, and converge (read again until the plan is empty).
 
 This is where the pure core meets the edges: the directory (a snapshot or Graph), the token (the environment
-variable the manifest names), and the SCIM client.
+variable the manifest names), the SCIM client, and the provisioning state. A run that writes holds the state's
+lock (:func:`holding_state`): the ledger is saved after every round, every write journaled during one, and the
+run's cycle, escrow and quarantine are recorded at its end. ``plan`` reads the state without the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Self
@@ -16,7 +19,8 @@ from typing import Self
 from reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, PlanExecutor, Progress, StepFailure
 from reconciler.desired import DesiredState, Skipped, desired_state
 from reconciler.directory_source import read_directory
-from reconciler.errors import DeletionGuardTripped, ReconcilerError, TargetError
+from reconciler.errors import DeletionGuardTripped, ReconcilerError, Stopping, TargetError
+from reconciler.ledger import QUARANTINE_DELETES, QUARANTINE_FAILED, after_round, after_run, config_digest
 from reconciler.manifest import LoadedManifest
 from reconciler.plan import Plan, Step, fingerprint, make_plan
 from reconciler.provlog import ProvisioningLog
@@ -36,8 +40,12 @@ from reconciler.scim.livestate import LiveState, read_attributes
 from reconciler.scim.normalize import SchemaIndex
 from reconciler.secrets import register_secret
 from reconciler.settings import env_number
+from reconciler.state.model import Cycle, Failure, ProvisioningState
+from reconciler.state.store import StateSession, load, now_iso, open_backend, open_session
 
 MAX_ROUNDS = 5
+NO_STATE = ("no provisioning state for this app and target yet ({where}): ownership is inferred from externalId, "
+            "and users purged from the directory before the first apply cannot be recognised")
 # After a round, re-read only the objects it wrote when they are at most max(TARGETED_MIN, live / TARGETED_SHARE).
 TARGETED_MIN = 200
 TARGETED_SHARE = 10
@@ -52,6 +60,8 @@ class RunOptions:
     max_rounds: int = MAX_ROUNDS
     log_path: str | None = None
     bulk: bool = True                   # use /Bulk for many creates when the target advertises it
+    state: str | None = None            # --state: where the provisioning state lives (None: $RECONCILER_STATE, ...)
+    stateless: bool = False             # neither read nor write the provisioning state
 
 
 @dataclass
@@ -197,8 +207,32 @@ class AppRun(TargetSession):
     def __init__(self, loaded: LoadedManifest, options: RunOptions, *, client: ScimClient | None = None) -> None:
         super().__init__(loaded, options, client=client)
         self.desired: DesiredState | None = None
+        self.state: ProvisioningState | None = None   # the provisioning state the plan reads
+        self.state_fresh = False                      # no state yet: ownership is inferred from externalId
+        self.session: StateSession | None = None      # held under the lock by a run that writes state
+        self.state_where = ""                         # the state's location, for messages
+
+    def attach(self, state: ProvisioningState, fresh: bool, session: StateSession | None = None, *,
+               where: str = "") -> None:
+        self.state = state.with_config(config_digest(self.manifest))
+        self.state_where = session.backend.location if session is not None else where
+        self.state_fresh = fresh
+        self.session = session
+
+    def state_line(self) -> str | None:
+        """The one line a run without provisioning state prints (None when it has state, or runs without)."""
+        if not self.state_fresh:
+            return None
+        return f"{self.manifest.name}: " + NO_STATE.format(where=self.state_where)
+
+    def _read_state(self) -> None:
+        """The state as a plan sees it (read without the lock), unless one is attached or the run is stateless."""
+        if self.state is None and not self.options.stateless:
+            backend = open_backend(self.options.state)
+            self.attach(*load(backend, self.manifest.name, self.url), where=backend.location)
 
     async def prepare(self) -> None:
+        self._read_state()
         directory = await read_directory(self.loaded, self.options.directory)
         self.desired = desired_state(self.manifest, directory)
         await self._discover()
@@ -246,7 +280,8 @@ class AppRun(TargetSession):
     def plan_for(self, live: LiveState) -> Plan:
         assert self.desired is not None, "prepare() first"
         plan = make_plan(self.manifest, self.desired, live, target=self.url, schemas=self.schemas,
-                         allow_deletes=self.options.allow_deletes)
+                         allow_deletes=self.options.allow_deletes,
+                         ledger=self.state.ledger if self.state is not None else None)
         for skipped in self.desired.skipped:
             label = "failed" if skipped.failed else "skipped"
             plan.notes.append(f"{label} {skipped.kind.lower()} {skipped.display}: {skipped.reason}")
@@ -262,8 +297,52 @@ class AppRun(TargetSession):
         if log is not None and self.desired is not None:
             log.considered(plan, self.desired, live)
 
+    def _record_round(self, plan: Plan, live: LiveState) -> None:
+        """Save the ledger as ``plan`` (made on ``live``, read after a round) shows it; journal emptied."""
+        if self.session is None or self.desired is None or self.state is None:
+            return
+        state = after_round(self.state, self.desired, plan, live, now=now_iso(),
+                            groups=self.manifest.provisioning.groups.enabled)
+        self.state = self.session.commit(state)
+
+    def _record_run(self, started: str, result: RunResult | None, error: ReconcilerError | None = None,
+                    reason: str | None = None) -> None:
+        """Save the run's cycle, its escrow and the quarantine count (nothing without a held state)."""
+        if self.session is None or self.state is None:
+            return
+        failures: list[Failure] = []
+        if result is not None:
+            failures = [Failure(f.step.kind, f.step.source_id or str(f.step.target_id), f.step.display, f.reason)
+                        for f in result.failures]
+            failures += [Failure(s.kind, s.source_id, s.display, s.reason) for s in result.failed_objects]
+        outcome = "failed" if error is not None else ("converged" if result and result.converged and not failures
+                                                      else "not converged")
+        cycle = Cycle(started=started, finished=now_iso(), outcome=outcome,
+                      writes=result.writes if result else 0, done=result.done() if result else {},
+                      error=str(error) if error is not None else None)
+        objects = len(self.desired.users) + len(self.desired.groups) if self.desired else 0
+        self.state = self.session.commit(after_run(self.state, cycle, failures, objects=objects, reason=reason))
+
     async def converge(self, *, saved: Plan | None = None, progress: Progress | None = None,
                        on_round: Callable[[int, Plan], None] | None = None) -> RunResult:
+        """:meth:`converge_rounds`, with the run recorded in the provisioning state when one is held: a failed
+        run counts towards the quarantine (a stop does not: the journal keeps what it wrote)."""
+        started = now_iso()
+        try:
+            result = await self.converge_rounds(saved=saved, progress=progress, on_round=on_round)
+        except DeletionGuardTripped as error:
+            self._record_run(started, None, error, QUARANTINE_DELETES)
+            raise
+        except Stopping:
+            raise
+        except ReconcilerError as error:
+            self._record_run(started, None, error, QUARANTINE_FAILED)
+            raise
+        self._record_run(started, result)
+        return result
+
+    async def converge_rounds(self, *, saved: Plan | None = None, progress: Progress | None = None,
+                              on_round: Callable[[int, Plan], None] | None = None) -> RunResult:
         """Apply, read again, and repeat until the plan is empty or ``max_rounds`` passed.
 
         With ``saved``, the first round applies that plan (refused if the target moved since it was made), and
@@ -304,7 +383,8 @@ class AppRun(TargetSession):
                     on_round(round_number, applied)
                 executor = PlanExecutor(self.client, applied, concurrency=self.options.concurrency, log=log,
                                         progress=progress, bulk=self.options.bulk,
-                                        adopt=self.manifest.provisioning.adopt, schemas=self.schemas)
+                                        adopt=self.manifest.provisioning.adopt, schemas=self.schemas,
+                                        journal=self.session.journal if self.session is not None else None)
                 try:
                     report = await executor.run()
                 except DeletionGuardTripped:  # nothing was written; the cycle's objects are still logged
@@ -319,10 +399,27 @@ class AppRun(TargetSession):
                 refused.update(_failing_every_round(report, answered))
                 report.failures.extend(carried)
                 plan = self.plan_for(live)
+                self._record_round(plan, live)
                 if reviewed is not None:
                     plan.steps = [s for s in plan.steps if s.key in reviewed]
                 result.final = plan
+            if not result.rounds:
+                self._record_round(plan, live)  # nothing to write: what is ours is recorded all the same
         finally:
             if log is not None:
                 log.close()
         return result
+
+
+@contextlib.contextmanager
+def holding_state(app: AppRun, *, wait: float, command: str,
+                  on_wait: Callable[[str], None] | None = None) -> Iterator[StateSession | None]:
+    """Hold ``app``'s provisioning state for the body: its lock taken before anything is read, the state loaded
+    (a killed run's journal replayed) and attached to ``app``. A stateless run yields None."""
+    if app.options.stateless:
+        yield None
+        return
+    backend = open_backend(app.options.state)
+    with open_session(backend, app.manifest.name, app.url, wait=wait, command=command, on_wait=on_wait) as session:
+        app.attach(session.state, session.fresh, session)
+        yield session

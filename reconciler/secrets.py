@@ -23,6 +23,9 @@ MIN_FRAGMENT = 12
 MIN_SECRET = 6          # shorter values are no secrets worth the name; scrubbing them would mangle ordinary text
 MIN_NAMED_SECRET = 8    # for variables that only *look* secret by their name
 _PROBE = MIN_FRAGMENT // 2
+# The parts of a connection string (``Key=value;Key=value``) that are secret; its endpoints and account name are not,
+# and masking them would mask every URL of the account.
+SECRET_PART = re.compile(r"key|signature|password|pwd|secret|token|sas", re.I)
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY|CONNECTION_?STRING", re.I)
 
 
@@ -54,7 +57,8 @@ class SecretRegistry:
             self.register(environ.get(name))
         for name, value in environ.items():
             if SECRET_NAME.search(name) and len(value) >= MIN_NAMED_SECRET:
-                self.register(value)
+                for secret in secret_parts(value):
+                    self.register(secret)
 
     def known(self) -> frozenset[str]:
         return self._secrets
@@ -132,3 +136,12 @@ def known_secrets() -> frozenset[str]:
 
 def scrub(text: str) -> str:
     return REGISTRY.scrub(text)
+
+
+def secret_parts(value: str) -> list[str]:
+    """What to mask of a secret variable's value: the whole value, or of a connection string (``a=b;c=d``, as
+    Azure Storage writes them) only the values of its secret keys (``AccountKey``, ``SharedAccessSignature`` ...)."""
+    fields = [part.partition("=") for part in value.split(";") if part.strip()]
+    if len(fields) < 2 or not all(sep and key.strip().isidentifier() for key, sep, _ in fields):
+        return [value]
+    return [secret for key, _, secret in fields if SECRET_PART.search(key) and secret]

@@ -8,7 +8,17 @@ from typing import Any
 import pytest
 
 from reconciler.target.serve import serving_target
+from tests.azurite import azurite  # noqa: F401  (the session's Azurite: a fixture for the Azure Blob state tests)
 from tests.reconcile_helpers import TOKEN
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path_factory: Any, monkeypatch: Any) -> Any:
+    """Every test keeps its provisioning state (and its locks) in a folder of its own."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("RECONCILER_STATE_DIR", str(folder))
+    monkeypatch.delenv("RECONCILER_STATE", raising=False)
+    return folder
 
 
 @pytest.fixture

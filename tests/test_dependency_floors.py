@@ -10,7 +10,8 @@ from packaging.version import Version
 
 from tests.reconcile_helpers import ROOT
 
-FLOORS = {"h11": "0.16", "httpcore": "1.0.9", "azure-identity": "1.16.1"}
+FLOORS = {"h11": "0.16", "httpcore": "1.0.9", "azure-identity": "1.16.1", "azure-storage-blob": "12.13.0",
+          "azure-core": "1.38.0"}
 BUILD_FLOORS = {"setuptools": "78.1.1"}
 
 

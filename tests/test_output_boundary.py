@@ -66,6 +66,17 @@ def test_values_too_short_to_be_secrets_are_not_registered() -> None:
     assert registry.scrub("abcdef kkkkkkkkkkkkkkkkkkkk 'xxxxxxx'") == f"{MASK} {MASK} 'xxxxxxx'"
 
 
+def test_of_a_connection_string_only_its_keys_are_secret() -> None:
+    key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    connection = (f"DefaultEndpointsProtocol=https;AccountName=contosostate;AccountKey={key};"
+                  "EndpointSuffix=core.windows.net")
+    registry = SecretRegistry()
+    registry.register_environment([], {"AZURE_STORAGE_CONNECTION_STRING": connection})
+    assert registry.known() == {key}
+    text = f"https://contosostate.blob.core.windows.net/state (key {key[:20]})"
+    assert registry.scrub(text) == f"https://contosostate.blob.core.windows.net/state (key {MASK})"
+
+
 def test_a_secret_split_across_writes_is_still_scrubbed(monkeypatch: Any) -> None:
     registry = SecretRegistry()
     registry.register(TOKEN)

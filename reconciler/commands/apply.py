@@ -17,11 +17,11 @@ from reconciler.commands.common import add_target_flags, load_valid, options_fro
 from reconciler.commands.saved import DEFAULT_PATHS, check_targets, read_saved_plan, standalone_args
 from reconciler.commands.signals import StopSignals
 from reconciler.errors import ReconcilerError, Stopping
-from reconciler.lock import DEFAULT_WAIT, target_lock
+from reconciler.lock import DEFAULT_WAIT
 from reconciler.plan import Plan, Step
 from reconciler.progress import progress_reporter
 from reconciler.report import render_text
-from reconciler.run import AppRun, RunResult
+from reconciler.run import AppRun, RunResult, holding_state
 from reconciler.stopgate import install_stop_gate
 
 
@@ -110,7 +110,14 @@ async def _apply_each(args: argparse.Namespace, stop: StopSignals) -> list[RunRe
 
 async def _converge(app: AppRun, name: str, args: argparse.Namespace, saved: dict[str, Plan],
                     tally: Tally) -> RunResult:
-    with target_lock(app.url, wait=args.lock_wait, command=f"apply {name}"), progress_reporter(name) as report:
+    def waiting(holder: str) -> None:
+        print(f"{name}: waiting up to {args.lock_wait:g}s for the state lock, held by {holder}", file=sys.stderr,
+              flush=True)
+
+    with holding_state(app, wait=args.lock_wait, command=f"apply {name}", on_wait=waiting), \
+            progress_reporter(name) as report:
+        if (line := app.state_line()) is not None:
+            print(line, file=sys.stderr)
         def announce(number: int, plan: Plan) -> None:
             if number == 1:
                 sys.stdout.write(render_text([plan], color=sys.stdout.isatty()))

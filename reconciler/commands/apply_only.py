@@ -1,8 +1,9 @@
 """``reconciler apply --only NAME ...``: provision on demand (:mod:`reconciler.ondemand`), app by app.
 
-Each app's run holds its target's lock, as ``apply`` does. Entra's four steps for every named object go to
-stdout; a name that finds no directory object is one line on stderr. The exit code is 0 when every named object
-ended as expected, 1 otherwise; SIGTERM or SIGINT stop it between requests, as they stop ``apply``.
+Each app's run holds its provisioning state's lock, as ``apply`` does, and records what it writes in the ledger.
+Entra's four steps for every named object go to stdout; a name that finds no directory object is one line on
+stderr. The exit code is 0 when every named object ended as expected, 1 otherwise; SIGTERM or SIGINT stop it
+between requests, as they stop ``apply``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import sys
 from reconciler.commands.common import load_valid, options_from, run_async
 from reconciler.commands.signals import StopSignals
 from reconciler.errors import ReconcilerError, Stopping
-from reconciler.lock import target_lock
 from reconciler.ondemand import OnDemandResult, OnDemandRun, transcript
 from reconciler.provlog import ProvisioningLog
+from reconciler.state.store import open_backend, open_session
 from reconciler.stopgate import install_stop_gate
 
 
@@ -64,7 +65,9 @@ async def _one(run: OnDemandRun, args: argparse.Namespace, stop: StopSignals) ->
     try:
         async with run:
             install_stop_gate(run.client, stop.event)
-            with target_lock(run.url, wait=args.lock_wait, command=f"apply --only ({name})"):
+            with open_session(open_backend(args.state), name, run.url, wait=args.lock_wait,
+                              command=f"apply --only ({name})") as session:
+                run.session = session
                 log = ProvisioningLog.open(args.log, app=name, target=run.url) if args.log else None
                 try:
                     return await run.run(log=log)

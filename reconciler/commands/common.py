@@ -24,6 +24,8 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
                         help="manifest files or folders (default: manifests/)")
     parser.add_argument("--directory", metavar="FILE", help="a directory snapshot instead of the manifest's source")
     parser.add_argument("--target", metavar="URL", help="the SCIM base URL instead of the manifest's (one app only)")
+    parser.add_argument("--state", metavar="URL", help="where the provisioning state lives: a folder, file:PATH or "
+                        "azblob://CONTAINER[/PREFIX] (default: $RECONCILER_STATE, else the state folder)")
 
 
 def load_valid(args: argparse.Namespace) -> list[LoadedManifest]:
@@ -65,7 +67,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     return RunOptions(directory=args.directory, target=checked_target(args.target),
                       allow_deletes=getattr(args, "allow_deletes", False),
                       concurrency=getattr(args, "concurrency", None) or RunOptions.concurrency,
-                      log_path=getattr(args, "log", None), bulk=not getattr(args, "no_bulk", False))
+                      log_path=getattr(args, "log", None), bulk=not getattr(args, "no_bulk", False),
+                      state=getattr(args, "state", None))
 
 
 def run_async(coroutine: Awaitable[T]) -> T:

@@ -39,6 +39,8 @@ async def make_plans(args: argparse.Namespace) -> tuple[list[Plan], list[Reconci
         try:
             async with AppRun(loaded, options) as app:
                 plans.append(await app.plan())
+                if (line := app.state_line()) is not None:
+                    print(line, file=sys.stderr)
         except ReconcilerError as error:
             errors.append(error)
     return plans, errors

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.plan import MEMBERS_SHOWN, SUMMARY_KEYS, Action, Plan, Step
+from reconciler.plan import FROM_TARGET, MEMBERS_SHOWN, SUMMARY_KEYS, Action, Plan, Step
 
 MAX_VALUE = 60
+DRIFTED = "(changed outside the reconciler)"  # after the attribute of a change that undoes one made on the target
 REASON = "(reason)"  # the attribute cell of the row that says why a step disables, deletes or is a conflict
 
 
@@ -81,7 +82,8 @@ def step_rows(step: Step, *, detailed: bool = False, formatter: Formatter = PLAI
         return
     emitted = False
     for change in changes:
-        yield Row(action, kind, display, change.path, formatter.value(step, change.path, change.old),
+        attribute = f"{change.path} {DRIFTED}" if change.origin == FROM_TARGET else change.path
+        yield Row(action, kind, display, attribute, formatter.value(step, change.path, change.old),
                   formatter.value(step, change.path, change.new))
         emitted = True
     if step.members_add:
