@@ -9,14 +9,22 @@ one interval. The loop's safe defaults:
 - **Backs off like Entra's quarantine.** An app whose cycle fails (unreachable target, rejected token, the deletion
   guard, not converged) is retried after ``interval x 2^(failures-1)``, capped at 24 hours, which is where Entra's
   provisioning quarantine ends up (once a day). The first clean cycle ends it. Other apps keep their interval.
-- **One writer per target.** Each app's cycle holds the target's lock (:mod:`reconciler.lock`), so an ``apply``
-  on the same machine waits for it, and it for the apply.
+  A cycle whose target converged still counts as failed when its escrow passes Entra's threshold
+  (:func:`~reconciler.ledger.escrow_quarantined`).
+- **Remembers the quarantine.** The count of failed cycles, the reason (Entra's words) and the next attempt's
+  wall time are saved in the app's provisioning state by the commit that records the cycle; a restarted
+  service (or the next pipeline run) starts from them, and sends nothing before the next attempt is due. While
+  an app waits, the loop reads its state again, so a clean ``apply`` in between ends the wait. A cycle that
+  fails before it holds the state (its lock busy) counts in memory only.
+- **One writer per target.** Each app's cycle holds its provisioning state's lock
+  (:func:`~reconciler.run.holding_state`), so an ``apply`` waits for it, and it for the apply.
 - **One line per cycle** on stdout, for a log collector; nothing in it can hold a token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import re
@@ -32,6 +40,8 @@ from reconciler.lock import DEFAULT_WAIT
 from reconciler.manifest import LoadedManifest
 from reconciler.run import AppRun, RunOptions, RunResult, holding_state
 from reconciler.secrets import REGISTRY, scrub
+from reconciler.state.model import Quarantine
+from reconciler.state.store import load, open_backend
 from reconciler.stopgate import install_stop_gate
 
 MAX_BACKOFF = 24 * 3600.0  # Entra's quarantine settles at one attempt a day
@@ -79,13 +89,33 @@ class LoopOptions:
 @dataclass
 class AppState:
     failures: int = 0
-    due: float = 0.0  # monotonic time of the next attempt
+    due: float = 0.0            # the loop clock's time of the next attempt
+    reason: str | None = None   # why the stored quarantine counts (Entra's words), as the state says
+    serial: int | None = None   # the stored document last seen (None: not read yet)
 
 
 @dataclass
 class Outcome:
     ok: bool
     text: str
+    quarantine: Quarantine | None = None  # as the cycle saved it in the state (None: nothing saved)
+    serial: int | None = None             # the saved document's serial
+
+
+def wall_iso(seconds: float) -> str:
+    """A wall time (seconds since the epoch) as the state stores it, rounded up to the second (never early)."""
+    return datetime.fromtimestamp(math.ceil(seconds), UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_wall(text: str | None) -> float | None:
+    """The wall time of a stored ISO time; None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def backoff(interval: float, failures: int, cap: float) -> float:
@@ -108,34 +138,60 @@ def describe(result: RunResult) -> str:
     return f"{what}; NOT converged ({pending} pending{failed})"
 
 
-async def converge_once(loaded: LoadedManifest, options: LoopOptions, stop: threading.Event) -> Outcome:
-    """One app's cycle under its target's lock."""
+def failed(error: ReconcilerError) -> str:
+    return "FAILED: " + " ".join(str(error).split())
+
+
+async def converge_once(loaded: LoadedManifest, options: LoopOptions, stop: threading.Event, *,
+                        schedule: Callable[[int], str] | None = None) -> Outcome:
+    """One app's cycle under its state's lock.
+
+    Once the cycle is recorded in the state, the outcome follows the saved quarantine (a cycle counts as failed
+    when it raised, did not converge, or escrowed past Entra's threshold), and ``schedule`` (failed cycles ->
+    the next attempt's ISO time) is saved with it. An error raised after the cycle was recorded comes back as a
+    failed outcome; one raised before (the lock busy, an unreadable state) is raised.
+    """
     name = loaded.manifest.name
     async with AppRun(loaded, options.run) as app:
+        app.schedule = schedule
         install_stop_gate(app.client, stop)
-        with holding_state(app, wait=options.lock_wait, command=f"reconcile {name}"):
-            try:
-                result = await app.converge()
-            except Stopping:
-                await _drain()
+        try:
+            with holding_state(app, wait=options.lock_wait, command=f"reconcile {name}"):
+                try:
+                    result = await app.converge()
+                except Stopping:
+                    await _drain()
+                    raise
+        except ReconcilerError as error:
+            if not app.recorded or app.state is None:
                 raise
-    return Outcome(result.converged, describe(result))
+            return Outcome(False, failed(error), app.state.quarantine, app.state.serial)
+    if not app.recorded or app.state is None:
+        return Outcome(result.converged, describe(result))
+    quarantine = app.state.quarantine
+    text = describe(result)
+    if result.converged and quarantine.failures:
+        text += f"; {len(app.state.escrow)} object(s) in escrow, past Entra's escrow threshold"
+    return Outcome(quarantine.failures == 0, text, quarantine, app.state.serial)
 
 
 class ReconcileLoop:
     """Runs cycles until ``stop`` is set or ``max_cycles`` passed; ``emit`` receives one line per cycle.
 
-    ``clock``, ``rand`` and ``sleep`` are injectable so that tests can run the schedule without waiting.
+    ``clock`` (the schedule's), ``wall`` (seconds since the epoch, for the times saved in the state), ``rand``
+    and ``sleep`` are injectable so that tests can run the schedule without waiting.
     """
 
     def __init__(self, manifests: Sequence[LoadedManifest], options: LoopOptions, *, stop: threading.Event,
                  emit: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
-                 rand: Callable[[], float] = random.random, sleep: Callable[[float], Any] | None = None) -> None:
+                 rand: Callable[[], float] = random.random, sleep: Callable[[float], Any] | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.manifests = list(manifests)
         self.options = options
         self.stop = stop
         self.emit = emit
         self.clock = clock
+        self.wall = wall
         self.rand = rand
         self.sleep = sleep or self.stop.wait  # returns early when a stop is requested
         self.state = {m.manifest.name: AppState() for m in self.manifests}
@@ -147,11 +203,43 @@ class ReconcileLoop:
         spread = self.options.interval * self.options.jitter
         return max(0.0, self.options.interval + spread * (2 * self.rand() - 1))
 
+    def wait(self, failures: int) -> float:
+        return backoff(self.options.interval, failures, self.options.max_backoff)
+
+    def schedule(self, failures: int) -> str:
+        """The next attempt's wall time after ``failures`` failed cycles, as the state stores it."""
+        return wall_iso(self.wall() + self.wait(failures))
+
+    def _stored(self, loaded: LoadedManifest) -> tuple[int, Quarantine] | None:
+        """The serial and quarantine of the app's stored state, read without the lock; None when the run is
+        stateless or the state cannot be read (the cycle's own read then says why)."""
+        if self.options.run.stateless:
+            return None
+        url = self.options.run.target or loaded.manifest.provisioning.target.url
+        try:
+            stored, _ = load(open_backend(self.options.run.state), loaded.manifest.name, url)
+        except (ReconcilerError, OSError):
+            return None
+        return stored.serial, stored.quarantine
+
+    def _refresh(self, loaded: LoadedManifest, state: AppState) -> None:
+        """Seed ``state`` from the stored quarantine at first; later, while the app waits out a backoff, take on
+        what another run (an ``apply``) saved since, if anything."""
+        if state.serial is not None and state.due <= self.clock():
+            return
+        stored = self._stored(loaded)
+        if stored is None or stored[0] == state.serial:
+            return
+        state.serial, quarantine = stored
+        state.failures, state.reason = quarantine.failures, quarantine.reason
+        at = parse_wall(quarantine.next_attempt) if quarantine.failures else None
+        state.due = 0.0 if at is None else self.clock() + (at - self.wall())
+
     def _attempt(self, loaded: LoadedManifest) -> Outcome:
         try:
-            return asyncio.run(converge_once(loaded, self.options, self.stop))
+            return asyncio.run(converge_once(loaded, self.options, self.stop, schedule=self.schedule))
         except ReconcilerError as error:
-            return Outcome(False, "FAILED: " + " ".join(str(error).split()))
+            return Outcome(False, failed(error))
         except Stopping:
             raise
         except Exception as error:  # a bug must not end a service; it counts as a failure and is backed off
@@ -167,10 +255,12 @@ class ReconcileLoop:
             if self.stop.is_set():
                 parts.append(f"{name}: skipped (stopping)")
                 continue
+            self._refresh(loaded, state)
             now = self.clock()
             if state.due > now:
+                why = f" ({state.reason})" if state.reason else ""
                 parts.append(f"{name}: quarantined after {state.failures} consecutive failure(s), next attempt in "
-                             f"{format_duration(state.due - now)}")
+                             f"{format_duration(state.due - now)}{why}")
                 all_ok = False
                 continue
             try:
@@ -179,21 +269,25 @@ class ReconcileLoop:
                 parts.append(f"{name}: stopped between requests; the next run resumes")
                 continue
             parts.append(f"{name}: {outcome.text}")
+            if outcome.quarantine is not None:  # saved: the state's count and reason are the truth
+                state.serial, state.reason = outcome.serial, outcome.quarantine.reason
             if outcome.ok:
                 if state.failures > 1:
                     parts[-1] += f"; out of quarantine after {state.failures} failure(s)"
                 state.failures, state.due = 0, 0.0
                 continue
             all_ok = False
-            state.failures += 1
-            wait = backoff(self.options.interval, state.failures, self.options.max_backoff)
+            state.failures = (max(1, outcome.quarantine.failures) if outcome.quarantine is not None
+                              else state.failures + 1)
+            wait = self.wait(state.failures)
             state.due = self.clock() + wait
             if state.failures > 1:
+                why = f"{state.reason}; " if state.reason and outcome.quarantine is not None else ""
                 parts[-1] += (f"; {state.failures} consecutive failures: quarantined like Entra's provisioning "
-                              f"quarantine, next attempt in {format_duration(wait)} (the wait doubles per failure, "
-                              f"at most {format_duration(self.options.max_backoff)})")
+                              f"quarantine, next attempt in {format_duration(wait)} ({why}the wait doubles per "
+                              f"failure, at most {format_duration(self.options.max_backoff)})")
         self.last_ok = all_ok
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.fromtimestamp(self.wall(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return scrub(f"cycle {self.cycles} {stamp}: " + " | ".join(parts))
 
     def run(self) -> int:

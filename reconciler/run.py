@@ -20,7 +20,14 @@ from reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, PlanExecutor, Pro
 from reconciler.desired import DesiredState, Skipped, desired_state
 from reconciler.directory_source import read_directory
 from reconciler.errors import DeletionGuardTripped, ReconcilerError, Stopping, TargetError
-from reconciler.ledger import QUARANTINE_DELETES, QUARANTINE_FAILED, after_round, after_run, config_digest
+from reconciler.ledger import (
+    QUARANTINE_DELETES,
+    QUARANTINE_FAILED,
+    after_round,
+    after_run,
+    config_digest,
+    escrow_quarantined,
+)
 from reconciler.manifest import LoadedManifest
 from reconciler.plan import Plan, Step, fingerprint, make_plan
 from reconciler.provlog import ProvisioningLog
@@ -211,6 +218,10 @@ class AppRun(TargetSession):
         self.state_fresh = False                      # no state yet: ownership is inferred from externalId
         self.session: StateSession | None = None      # held under the lock by a run that writes state
         self.state_where = ""                         # the state's location, for messages
+        # the reconcile loop's schedule: the ISO time of the next attempt after N consecutive failed cycles,
+        # saved in the quarantine by the same commit that records the run (None: the stored time is kept)
+        self.schedule: Callable[[int], str] | None = None
+        self.recorded = False                         # this run's outcome is saved in the state
 
     def attach(self, state: ProvisioningState, fresh: bool, session: StateSession | None = None, *,
                where: str = "") -> None:
@@ -224,6 +235,24 @@ class AppRun(TargetSession):
         if not self.state_fresh:
             return None
         return f"{self.manifest.name}: " + NO_STATE.format(where=self.state_where)
+
+    def history_line(self) -> str | None:
+        """The one line a run prints before planning when earlier runs left objects in escrow or the app in
+        quarantine (None otherwise): how many objects, since when, and the quarantine's reason in Entra's words."""
+        if self.state is None:
+            return None
+        parts: list[str] = []
+        if self.state.escrow:
+            oldest = min(self.state.escrow.values(), key=lambda e: (e.first, e.key))
+            times = "1 time" if oldest.count == 1 else f"{oldest.count} times"
+            parts.append(f"{len(self.state.escrow)} object(s) in escrow from earlier runs (oldest failing since "
+                         f"{oldest.first}, {times})")
+        quarantine = self.state.quarantine
+        if quarantine.active:
+            reason = f" ({quarantine.reason})" if quarantine.reason else ""
+            parts.append(f"quarantined since {quarantine.since or 'an earlier run'}{reason}, "
+                         f"{quarantine.failures} failed cycles")
+        return f"{self.manifest.name}: " + "; ".join(parts) if parts else None
 
     def _read_state(self) -> None:
         """The state as a plan sees it (read without the lock), unless one is attached or the run is stateless."""
@@ -307,7 +336,13 @@ class AppRun(TargetSession):
 
     def _record_run(self, started: str, result: RunResult | None, error: ReconcilerError | None = None,
                     reason: str | None = None) -> None:
-        """Save the run's cycle, its escrow and the quarantine count (nothing without a held state)."""
+        """Save the run's cycle, its escrow and the quarantine count (nothing without a held state), with the
+        next attempt's time when a :attr:`schedule` is set, in one save.
+
+        As in Entra, objects that failed alone are escrowed without failing the cycle: a run whose target
+        converged counts as converged unless its escrow passes Entra's threshold
+        (:func:`~reconciler.ledger.escrow_quarantined`); then, and when the target did not converge, the cycle
+        counts towards the quarantine."""
         if self.session is None or self.state is None:
             return
         failures: list[Failure] = []
@@ -315,13 +350,18 @@ class AppRun(TargetSession):
             failures = [Failure(f.step.kind, f.step.source_id or str(f.step.target_id), f.step.display, f.reason)
                         for f in result.failures]
             failures += [Failure(s.kind, s.source_id, s.display, s.reason) for s in result.failed_objects]
-        outcome = "failed" if error is not None else ("converged" if result and result.converged and not failures
-                                                      else "not converged")
+        objects = len(self.desired.users) + len(self.desired.groups) if self.desired else 0
+        converged = result is not None and result.converged and not escrow_quarantined(len(failures), objects)
+        outcome = "failed" if error is not None else ("converged" if converged else "not converged")
         cycle = Cycle(started=started, finished=now_iso(), outcome=outcome,
                       writes=result.writes if result else 0, done=result.done() if result else {},
                       error=str(error) if error is not None else None)
-        objects = len(self.desired.users) + len(self.desired.groups) if self.desired else 0
-        self.state = self.session.commit(after_run(self.state, cycle, failures, objects=objects, reason=reason))
+        state = after_run(self.state, cycle, failures, objects=objects, reason=reason)
+        if self.schedule is not None and state.quarantine.failures:
+            state = replace(state, quarantine=replace(state.quarantine,
+                                                      next_attempt=self.schedule(state.quarantine.failures)))
+        self.state = self.session.commit(state)
+        self.recorded = True
 
     async def converge(self, *, saved: Plan | None = None, progress: Progress | None = None,
                        on_round: Callable[[int, Plan], None] | None = None) -> RunResult:

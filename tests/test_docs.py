@@ -80,7 +80,8 @@ def test_readme_keeps_its_two_commands_and_links_every_doc() -> None:
     assert text.split("\n")[2:6] == [
         "```sh",
         "make demo    # creates .venv, installs the project, runs the main job on the embedded defaults",
-        "make test    # creates .venv, installs the project, runs ruff and the whole test suite",
+        "make test    # creates .venv and node_modules, installs the project and Azurite, runs the linters and the "
+        "tests",
         "```",
     ]
     linked = {Path(t).name for t in links(README)}

@@ -2,7 +2,9 @@
 
 SIGTERM or SIGINT stops it between requests (:mod:`reconciler.commands.signals`): one line says how far it got,
 and the exit code is 143 or 130. A directory object that cannot be mapped or sent fails alone: it is named on
-stderr, the others are applied, and the exit code is 1.
+stderr, the others are applied, and the exit code is 1. When earlier runs left objects in escrow or the app in
+quarantine, one line on stderr says so before planning; the apply runs all the same, and a converged one ends
+the quarantine.
 """
 
 from __future__ import annotations
@@ -118,6 +120,9 @@ async def _converge(app: AppRun, name: str, args: argparse.Namespace, saved: dic
             progress_reporter(name) as report:
         if (line := app.state_line()) is not None:
             print(line, file=sys.stderr)
+        if (line := app.history_line()) is not None:  # an apply is an explicit request: it runs all the same
+            print(line, file=sys.stderr)
+
         def announce(number: int, plan: Plan) -> None:
             if number == 1:
                 sys.stdout.write(render_text([plan], color=sys.stdout.isatty()))

@@ -175,7 +175,8 @@ def _list(backend: Backend, output: str) -> int:
         rows = [_summary(h.state) for h in held]
         print(json.dumps({"state": backend.location, "documents": rows}, indent=2, ensure_ascii=False))
     elif not held:
-        print(f"No provisioning state in {_line(backend.location)}.")
+        readable = " readable" if problems else ""
+        print(f"No{readable} provisioning state in {_line(backend.location)}.")
     else:
         rows_text = [[h.state.app, h.state.target, *_kind_cells(h.state),
                       "set" if h.state.watermark else "none", str(len(h.state.escrow)),

@@ -204,6 +204,8 @@ class ProvisioningState:
             raise StateFormatError(f"{where}: not a provisioning state document ({error})") from None
         try:
             return cls.from_dict(document)
+        except StateFormatError as error:
+            raise StateFormatError(f"{where}: {error}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise StateFormatError(f"{where}: malformed provisioning state ({type(error).__name__}: {error})"
                                    ) from None
