@@ -40,7 +40,7 @@ from reconciler.scim.bulk import BulkOperation, BulkResult
 from reconciler.scim.client import MEMBERS_PER_OPERATION, ScimClient, eq_filter, member_removals
 from reconciler.scim.errors import BulkOutcomeUnknown, OutcomeUnknown, PathError, TargetStatusError
 from reconciler.scim.normalize import SchemaIndex, diff_resource
-from reconciler.scim.paths import CORE_GROUP, CORE_USER
+from reconciler.scim.paths import CORE_GROUP, CORE_USER, parse_path
 from reconciler.scim.retry import refused_for_the_run
 from reconciler.state.model import event
 
@@ -48,6 +48,7 @@ DEFAULT_CONCURRENCY = 8
 CREATE_ATTEMPTS = 3
 BULK_MIN_CREATES = 20  # below this, single POSTs are as fast and simpler to follow in a log
 BULK_IN_FLIGHT = 2
+API_MESSAGES = "urn:ietf:params:scim:api:messages:"  # a PatchOp or ListResponse echoed back is no resource
 # What fails one step alone: the target's answer, or the step's own data (a malformed matching path, or text that
 # cannot be encoded as UTF-8, such as a lone surrogate in a saved plan). Anything else is a bug or a stop.
 STEP_FAILURES = (TargetError, PathError, UnicodeEncodeError)
@@ -61,17 +62,82 @@ class StepFailure:
     cause: BaseException | None = field(default=None, repr=False, compare=False)  # the error, when there was one
 
 
+@dataclass(frozen=True)
+class WriteAnswer:
+    """What the writes to one target object answered, and what they set: enough to tell whether the last answer
+    can stand for a read of the object (:meth:`ApplyReport.answered`)."""
+
+    resource: dict[str, Any] | None = None  # the last write's answer, when it carried one (None: 204, a DELETE)
+    sets: frozenset[str] = frozenset()      # top-level attributes (lower case) the writes gave a value
+    clears: frozenset[str] = frozenset()    # top-level attributes the writes removed or emptied
+    members: bool = False                   # a group's members changed: only an answer that lists them tells
+    new: bool = False                       # the writes created (or adopted) the object: nothing before counts
+    deleted: bool = False
+    unsure: bool = False                    # an operation whose attribute cannot be told: the object is read
+
+
 @dataclass
 class ApplyReport:
-    """What one pass over a plan did."""
+    """What one pass over a plan did.
+
+    ``answers`` holds, per (kind, target id), what the writes to that object answered (:class:`WriteAnswer`): a
+    POST's 201 body, a PATCH's 200 body (None for a 204), a Bulk operation's ``response``, a DELETE. The read
+    after the round uses an answer in place of a read only when :meth:`answered` says it is a full resource.
+    """
 
     done: dict[str, int] = field(default_factory=dict)
     failures: list[StepFailure] = field(default_factory=list)
     writes: int = 0
     created: dict[str, str] = field(default_factory=dict)  # directory id -> new target id
+    answers: dict[tuple[str, str], WriteAnswer] = field(default_factory=dict)
 
     def count(self, action: str) -> None:
         self.done[action] = self.done.get(action, 0) + 1
+
+    def answer(self, kind: str, target_id: str, resource: dict[str, Any] | None, *,
+               body: dict[str, Any] | None = None, operations: Sequence[dict[str, Any]] = (),
+               members: bool = False, new: bool = False, deleted: bool = False) -> None:
+        """Record a successful write to one object: its answer (``resource``) and what it set (a create's
+        ``body``, a PATCH's ``operations``), on top of the earlier writes to the same object this round."""
+        sets, clears, unsure = _written(body, operations)
+        earlier = self.answers.get((kind, target_id))
+        if earlier is not None:
+            sets |= earlier.sets - clears
+            clears |= earlier.clears - sets
+            members, new, unsure = members or earlier.members, new or earlier.new, unsure or earlier.unsure
+        self.answers[(kind, target_id)] = WriteAnswer(
+            resource if isinstance(resource, dict) else None, frozenset(sets), frozenset(clears), members, new,
+            deleted, unsure)
+
+    def answered(self, kind: str, target_id: str, before: dict[str, Any] | None,
+                 attributes: Sequence[str]) -> dict[str, Any] | None:
+        """The object's state as its last write answered it, when that answer is a full resource; else None
+        (the object must be read).
+
+        Full means: the object's ``id``, a ``schemas`` list (not an API message's), and every attribute asked
+        for (``attributes``, as a read would ask) that the object should hold: those it held ``before`` the
+        writes (unless it is new) and those the writes gave a value, minus those they removed. An answer
+        without one of them may be partial (a server that answers a PATCH with the attributes it changed, or
+        with a default set), so it is not trusted. A group whose members changed is trusted only from an
+        answer that lists ``members``. A delete has no answer to trust: it is read (a 404 is gone).
+        """
+        answer = self.answers.get((kind, target_id))
+        if answer is None or answer.resource is None or answer.deleted or answer.unsure:
+            return None
+        resource = answer.resource
+        schemas = resource.get("schemas")
+        if resource.get("id") != target_id or not isinstance(schemas, list) or not schemas or not all(
+                isinstance(s, str) and not s.lower().startswith(API_MESSAGES) for s in schemas):
+            return None
+        asked = {parse_path(a).top.lower() for a in attributes}
+        held = set() if answer.new or before is None else {k.lower() for k, v in before.items() if _has_value(v)}
+        required = ((held | answer.sets) - answer.clears) & asked
+        present = {k.lower() for k, v in resource.items() if v is not None}
+        if answer.members:
+            if not any(k.lower() == "members" and isinstance(v, list) for k, v in resource.items()):
+                return None
+            required.add("members")
+        return resource if required <= present else None
 
 
 Progress = Callable[[Step, bool], None]
@@ -177,6 +243,7 @@ class PlanExecutor:
     async def _settle_bulk_result(self, step: Step, result: BulkResult | None) -> None:
         if result is not None and result.ok and result.id:
             self._created(step, result.id)
+            self.report.answer(step.kind, result.id, result.resource, body=step.body, new=True)
         elif result is not None and result.status == 409:
             existing = await self._lookup(step)
             if existing is None:
@@ -237,11 +304,17 @@ class PlanExecutor:
         elif step.action in ("update", "adopt", "disable"):
             await self._patch(step, step.operations)
         elif step.action == "delete":
-            await self._write(self.client.delete(step.kind, str(step.target_id)))
+            await self._delete(step)
+
+    async def _delete(self, step: Step) -> None:
+        await self._write(self.client.delete(step.kind, str(step.target_id)))
+        self.report.answer(step.kind, str(step.target_id), None, deleted=True)
 
     async def _patch(self, step: Step, operations: Sequence[dict[str, Any]]) -> None:
         if operations:
-            await self._write(self.client.patch(step.kind, str(self._target_of(step)), list(operations)))
+            target_id = str(self._target_of(step))
+            answer = await self._write(self.client.patch(step.kind, target_id, list(operations)))
+            self.report.answer(step.kind, target_id, answer, operations=operations)
 
     async def _create(self, step: Step) -> None:
         """POST, never twice blindly: a lost answer or a 409 is answered by a lookup first."""
@@ -265,6 +338,7 @@ class PlanExecutor:
                                                           error.detail)) from None
                 return await self._adopt_after_create(step, existing, body)
             self._created(step, str(created["id"]))
+            self.report.answer(step.kind, str(created["id"]), created, body=body, new=True)
             return None
         return None
 
@@ -295,8 +369,10 @@ class PlanExecutor:
         # Additions and updates only: whether a removal is allowed (an add-only role mapping) is the planner's
         # call, made in the next round from the manifest; a body alone cannot tell.
         operations = [c.operation() for c in diff_resource(body, existing) if c.op != "remove"]
+        answer: dict[str, Any] | None = existing  # as the lookup read it, unless a PATCH follows
         if operations:
-            await self._write(self.client.patch(step.kind, target_id, operations))
+            answer = await self._write(self.client.patch(step.kind, target_id, operations))
+        self.report.answer(step.kind, target_id, answer, body=body, operations=operations, new=True)
 
     def _created(self, step: Step, target_id: str) -> None:
         if step.source_id:
@@ -307,7 +383,7 @@ class PlanExecutor:
 
     async def _group_step(self, step: Step) -> None:
         if step.action == "delete":
-            await self._write(self.client.delete("Group", str(step.target_id)))
+            await self._delete(step)
             return
         if step.action == "create":
             body = {k: v for k, v in (step.body or {}).items() if k != "members"}
@@ -315,12 +391,60 @@ class PlanExecutor:
         operations = [] if step.action == "create" else list(step.operations)
         operations += membership_operations(self._resolve(step.members_add), [])
         if operations or step.members_remove:
-            await self._write(self.client.patch_group(str(self._target_of(step)), operations,
-                                                      remove_members=step.members_remove))
+            target_id = str(self._target_of(step))
+            answer = await self._write(self.client.patch_group(target_id, operations,
+                                                               remove_members=step.members_remove))
+            members = bool(step.members_remove) or any(str(o.get("path", "")).lower() == "members"
+                                                       for o in operations)
+            self.report.answer("Group", target_id, answer, operations=operations, members=members)
 
     def _resolve(self, source_ids: Iterable[str]) -> list[str]:
         """Target ids of members; a member whose create failed this round is left for the next one."""
         return [self.targets[s] for s in source_ids if s in self.targets]
+
+
+def _has_value(value: Any) -> bool:
+    """An attribute value a full resource would show (RFC 7643: unassigned attributes may be left out)."""
+    return value is not None and value != "" and value != [] and value != {}
+
+
+def _tops(path: str) -> set[str]:
+    """The top-level keys (lower case) that an attribute path, or a path-less value's key, may write: an
+    extension's URN may be the key itself (``urn:...:User`` with an object) or prefix an attribute; both count."""
+    tops = {path.lower()} if path.lower().startswith("urn:") else set()
+    try:
+        tops.add(parse_path(path).top.lower())
+    except PathError:
+        if not tops:
+            raise
+    return tops
+
+
+def _written(body: dict[str, Any] | None, operations: Sequence[dict[str, Any]]) -> tuple[set[str], set[str], bool]:
+    """The top-level attributes a create ``body`` and PATCH ``operations`` give a value, those they remove or
+    empty, and whether an operation could not be told (a malformed path)."""
+    sets = {k.lower() for k, v in (body or {}).items() if _has_value(v)}
+    clears: set[str] = set()
+    try:
+        for operation in operations:
+            op = str(operation.get("op", "")).lower()
+            path, value = operation.get("path"), operation.get("value")
+            if isinstance(path, str) and path:
+                pairs = [(_tops(path), value)]
+            elif isinstance(value, dict):
+                pairs = [(_tops(str(key)), item) for key, item in value.items()]
+            else:
+                return sets, clears, True
+            for tops, item in pairs:
+                if op != "remove" and _has_value(item):
+                    sets |= tops
+                    clears -= tops
+                else:
+                    clears |= tops
+                    sets -= tops
+    except PathError:
+        return sets, clears, True
+    return sets, clears, False
 
 
 def _refused(error: BaseException) -> bool:

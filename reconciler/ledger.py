@@ -41,8 +41,12 @@ PENDING_ADOPTION = frozenset({Action.ADOPT, Action.CONFLICT})
 
 
 def after_round(state: ProvisioningState, desired: DesiredState, plan: Plan, live: LiveState, *, now: str,
-                groups: bool = True) -> ProvisioningState:
-    """The state with its ledger brought in line with ``plan``, made on ``live`` as read after a round."""
+                groups: bool = True, only: set[str] | None = None) -> ProvisioningState:
+    """The state with its ledger brought in line with ``plan``, made on ``live`` as read after a round.
+
+    ``only``: the ledger keys ``live`` speaks for, when it holds some objects only (an incremental cycle); the
+    other entries are kept as they are.
+    """
     ledger = dict(state.ledger)
     steps = {s.key: s for s in plan.steps}
     for obj in (*desired.users, *(desired.groups if groups else ())):
@@ -61,20 +65,42 @@ def after_round(state: ProvisioningState, desired: DesiredState, plan: Plan, liv
             previous.applied if same and previous else None)
         ledger[key] = LedgerEntry(obj.kind, obj.source_id, target_id, obj.display,
                                   [list(pair) for pair in obj.matching], applied,
-                                  previous.since if same and previous else now)
+                                  previous.since if same and previous else now,
+                                  members=previous.members if same and previous else None)
     present = {"User": live.users, "Group": live.groups}
     wanted = {o.source_id for o in desired.users}
     for key, entry in list(ledger.items()):
-        if entry.kind == "Group" and not groups:
+        if (entry.kind == "Group" and not groups) or (only is not None and key not in only):
             continue  # groups are not read when they are not provisioned: nothing to tell
         resource = present.get(entry.kind, {}).get(entry.target_id)
         if resource is None:
             del ledger[key]
             continue
         disabled = entry.kind == "User" and entry.source_id not in wanted and not _active(resource.get("active"))
-        if disabled != entry.disabled:
-            ledger[key] = replace(entry, disabled=disabled)
+        members = _members(resource, live) if entry.kind == "Group" else None
+        if disabled != entry.disabled or members != entry.members:
+            ledger[key] = replace(entry, disabled=disabled, members=members)
     return replace(state, ledger=ledger)
+
+
+def _members(group: Mapping[str, Any], live: LiveState) -> list[list[str]]:
+    """A live group's members as the ledger keeps them: [target id, kind], sorted; a member that does not say
+    its kind is a group only when a group, and no user, has its id (as the planner tells them apart)."""
+    found: list[list[str]] = []
+    for member in group.get("members") or []:
+        if not isinstance(member, Mapping) or member.get("value") is None:
+            continue
+        said = str(member.get("type") or "").lower()
+        ref = str(member.get("$ref") or "")
+        value = str(member["value"])
+        if said in ("user", "group"):
+            kind = said.capitalize()
+        elif "/Groups/" in ref or "/Users/" in ref:
+            kind = "Group" if "/Groups/" in ref else "User"
+        else:
+            kind = "Group" if value in live.groups and value not in live.users else "User"
+        found.append([value, kind])
+    return sorted(found)
 
 
 def _active(value: Any) -> bool:

@@ -19,22 +19,26 @@ one interval. The loop's safe defaults:
 - **One writer per target.** Each app's cycle holds its provisioning state's lock
   (:func:`~reconciler.run.holding_state`), so an ``apply`` waits for it, and it for the apply.
 - **One line per cycle** on stdout, for a log collector; nothing in it can hold a token.
+- **Observable.** After each app's part of a cycle an ``observe`` hook (the metrics of :mod:`reconciler.metrics`)
+  gets a :class:`CycleReport` of plain values; a hook that raises never stops the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.cycles import IncrementalCycle
 from reconciler.errors import ReconcilerError, Stopping
 from reconciler.lock import DEFAULT_WAIT
 from reconciler.manifest import LoadedManifest
@@ -84,6 +88,7 @@ class LoopOptions:
     max_backoff: float = MAX_BACKOFF
     lock_wait: float = DEFAULT_WAIT
     run: RunOptions = field(default_factory=RunOptions)
+    full_every: float | None = None     # incremental cycles between full ones this far apart (None: all full)
 
 
 @dataclass
@@ -92,6 +97,7 @@ class AppState:
     due: float = 0.0            # the loop clock's time of the next attempt
     reason: str | None = None   # why the stored quarantine counts (Entra's words), as the state says
     serial: int | None = None   # the stored document last seen (None: not read yet)
+    last_full: float | None = None  # the loop clock's time of the last clean full cycle (None: none yet)
 
 
 @dataclass
@@ -100,6 +106,40 @@ class Outcome:
     text: str
     quarantine: Quarantine | None = None  # as the cycle saved it in the state (None: nothing saved)
     serial: int | None = None             # the saved document's serial
+    result: RunResult | None = None       # what the run did (None: it raised)
+    escrow: int | None = None             # objects in the saved state's escrow (None: nothing saved)
+    mode: str = "full"                    # the cycle's mode: full | incremental
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """One app's part of a cycle as plain values, for the loop's ``observe`` hook (the metrics).
+
+    ``outcome`` is one of :data:`OUTCOMES`: ``converged``; ``not_converged`` (the target still differs after the
+    last round, or the escrow passed Entra's threshold); ``failed`` (the cycle raised: an unreachable target, a
+    rejected token, the deletion guard, a busy lock); ``backoff`` (the app waited out its quarantine, nothing was
+    sent); ``stopped`` (a stop request cut the cycle short).
+    """
+
+    app: str
+    outcome: str
+    finished: float                       # wall time, seconds since the epoch
+    mode: str = "full"                    # full | incremental
+    duration: float = 0.0                 # seconds on the loop's clock; 0 when nothing ran
+    written: Mapping[str, int] = field(default_factory=dict)        # successful writes by action
+    failed_writes: Mapping[str, int] = field(default_factory=dict)  # writes still failing at the end, by action
+    failed_objects: int = 0               # objects that failed this cycle (writes, and objects not mappable)
+    escrow: int | None = None             # objects in the state's escrow after the cycle (None: not known)
+    failures: int = 0                     # consecutive failed cycles
+    reason: str | None = None             # why the quarantine counts, in Entra's words
+
+    @property
+    def quarantined(self) -> bool:
+        """As the cycle line and the state say it: more than one consecutive failure."""
+        return self.failures > 1
+
+
+OUTCOMES = ("converged", "not_converged", "failed", "backoff", "stopped")
 
 
 def wall_iso(seconds: float) -> str:
@@ -143,49 +183,60 @@ def failed(error: ReconcilerError) -> str:
 
 
 async def converge_once(loaded: LoadedManifest, options: LoopOptions, stop: threading.Event, *,
-                        schedule: Callable[[int], str] | None = None) -> Outcome:
+                        schedule: Callable[[int], str] | None = None, incremental: bool = False) -> Outcome:
     """One app's cycle under its state's lock.
 
     Once the cycle is recorded in the state, the outcome follows the saved quarantine (a cycle counts as failed
     when it raised, did not converge, or escrowed past Entra's threshold), and ``schedule`` (failed cycles ->
     the next attempt's ISO time) is saved with it. An error raised after the cycle was recorded comes back as a
-    failed outcome; one raised before (the lock busy, an unreadable state) is raised.
+    failed outcome; one raised before (the lock busy, an unreadable state) is raised. With ``incremental``, the
+    cycle is an incremental one (:mod:`reconciler.cycles`) unless no watermark serves; ``Outcome.mode`` says which.
     """
     name = loaded.manifest.name
+    mode = "full"
     async with AppRun(loaded, options.run) as app:
         app.schedule = schedule
         install_stop_gate(app.client, stop)
         try:
             with holding_state(app, wait=options.lock_wait, command=f"reconcile {name}"):
                 try:
-                    result = await app.converge()
+                    if incremental:
+                        cycle = IncrementalCycle(app)
+                        result = await cycle.converge()
+                        mode = "full" if cycle.fallback else "incremental"
+                    else:
+                        result = await app.converge()
                 except Stopping:
                     await _drain()
                     raise
         except ReconcilerError as error:
             if not app.recorded or app.state is None:
                 raise
-            return Outcome(False, failed(error), app.state.quarantine, app.state.serial)
+            return Outcome(False, failed(error), app.state.quarantine, app.state.serial,
+                           escrow=len(app.state.escrow), mode=mode)
     if not app.recorded or app.state is None:
-        return Outcome(result.converged, describe(result))
+        return Outcome(result.converged, describe(result), result=result, mode=mode)
     quarantine = app.state.quarantine
-    text = describe(result)
+    text = ("incremental: " if mode == "incremental" else "") + describe(result)
     if result.converged and quarantine.failures:
         text += f"; {len(app.state.escrow)} object(s) in escrow, past Entra's escrow threshold"
-    return Outcome(quarantine.failures == 0, text, quarantine, app.state.serial)
+    return Outcome(quarantine.failures == 0, text, quarantine, app.state.serial, result=result,
+                   escrow=len(app.state.escrow), mode=mode)
 
 
 class ReconcileLoop:
     """Runs cycles until ``stop`` is set or ``max_cycles`` passed; ``emit`` receives one line per cycle.
 
     ``clock`` (the schedule's), ``wall`` (seconds since the epoch, for the times saved in the state), ``rand``
-    and ``sleep`` are injectable so that tests can run the schedule without waiting.
+    and ``sleep`` are injectable so that tests can run the schedule without waiting. ``observe`` receives a
+    :class:`CycleReport` after each app's part of a cycle.
     """
 
     def __init__(self, manifests: Sequence[LoadedManifest], options: LoopOptions, *, stop: threading.Event,
                  emit: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
                  rand: Callable[[], float] = random.random, sleep: Callable[[float], Any] | None = None,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 observe: Callable[[CycleReport], None] | None = None) -> None:
         self.manifests = list(manifests)
         self.options = options
         self.stop = stop
@@ -194,6 +245,7 @@ class ReconcileLoop:
         self.wall = wall
         self.rand = rand
         self.sleep = sleep or self.stop.wait  # returns early when a stop is requested
+        self.observe = observe
         self.state = {m.manifest.name: AppState() for m in self.manifests}
         REGISTRY.register_environment({m.manifest.provisioning.target.token_env for m in self.manifests}, os.environ)
         self.cycles = 0
@@ -235,15 +287,41 @@ class ReconcileLoop:
         at = parse_wall(quarantine.next_attempt) if quarantine.failures else None
         state.due = 0.0 if at is None else self.clock() + (at - self.wall())
 
-    def _attempt(self, loaded: LoadedManifest) -> Outcome:
+    def _incremental(self, state: AppState, now: float) -> bool:
+        """Whether this cycle of an app may be incremental: a clean full cycle ran less than ``full_every`` ago."""
+        every = self.options.full_every
+        return every is not None and state.last_full is not None and now - state.last_full < every
+
+    def _attempt(self, loaded: LoadedManifest, incremental: bool = False) -> Outcome:
         try:
-            return asyncio.run(converge_once(loaded, self.options, self.stop, schedule=self.schedule))
+            return asyncio.run(converge_once(loaded, self.options, self.stop, schedule=self.schedule,
+                                             incremental=incremental))
         except ReconcilerError as error:
             return Outcome(False, failed(error))
         except Stopping:
             raise
         except Exception as error:  # a bug must not end a service; it counts as a failure and is backed off
             return Outcome(False, f"FAILED: internal error: {type(error).__name__}: {error}")
+
+    def _report(self, name: str, outcome: str, state: AppState, done: Outcome | None = None,
+                duration: float = 0.0) -> None:
+        """Tell the ``observe`` hook how the app's part of the cycle went (a hook that raises is ignored)."""
+        if self.observe is None:
+            return
+        result = done.result if done is not None else None
+        failed_writes: dict[str, int] = {}
+        for failure in result.failures if result is not None else []:
+            action = str(failure.step.action)
+            failed_writes[action] = failed_writes.get(action, 0) + 1
+        report = CycleReport(
+            app=name, outcome=outcome, finished=self.wall(), mode=done.mode if done is not None else "full",
+            duration=max(0.0, duration),
+            written={str(action): n for action, n in result.done().items()} if result is not None else {},
+            failed_writes=failed_writes,
+            failed_objects=len(result.failures) + len(result.failed_objects) if result is not None else 0,
+            escrow=done.escrow if done is not None else None, failures=state.failures, reason=state.reason)
+        with contextlib.suppress(Exception):
+            self.observe(report)
 
     def cycle(self) -> str:
         self.cycles += 1
@@ -262,12 +340,16 @@ class ReconcileLoop:
                 parts.append(f"{name}: quarantined after {state.failures} consecutive failure(s), next attempt in "
                              f"{format_duration(state.due - now)}{why}")
                 all_ok = False
+                self._report(name, "backoff", state)
                 continue
+            started = self.clock()
             try:
-                outcome = self._attempt(loaded)
+                outcome = self._attempt(loaded, self._incremental(state, started))
             except Stopping:
                 parts.append(f"{name}: stopped between requests; the next run resumes")
+                self._report(name, "stopped", state, duration=self.clock() - started)
                 continue
+            took = self.clock() - started
             parts.append(f"{name}: {outcome.text}")
             if outcome.quarantine is not None:  # saved: the state's count and reason are the truth
                 state.serial, state.reason = outcome.serial, outcome.quarantine.reason
@@ -275,6 +357,9 @@ class ReconcileLoop:
                 if state.failures > 1:
                     parts[-1] += f"; out of quarantine after {state.failures} failure(s)"
                 state.failures, state.due = 0, 0.0
+                if outcome.mode == "full":
+                    state.last_full = started
+                self._report(name, "converged", state, outcome, took)
                 continue
             all_ok = False
             state.failures = (max(1, outcome.quarantine.failures) if outcome.quarantine is not None
@@ -286,6 +371,7 @@ class ReconcileLoop:
                 parts[-1] += (f"; {state.failures} consecutive failures: quarantined like Entra's provisioning "
                               f"quarantine, next attempt in {format_duration(wait)} ({why}the wait doubles per "
                               f"failure, at most {format_duration(self.options.max_backoff)})")
+            self._report(name, "failed" if outcome.result is None else "not_converged", state, outcome, took)
         self.last_ok = all_ok
         stamp = datetime.fromtimestamp(self.wall(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return scrub(f"cycle {self.cycles} {stamp}: " + " | ".join(parts))

@@ -163,6 +163,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     allow_deletes: bool = False
     targets: dict[str, str] = field(default_factory=dict)  # directory id -> target id of every managed object
+    mode: str = "full"  # "full": planned on a read of the target; "incremental": on the ledger, what changed
 
     @property
     def destructive(self) -> int:
@@ -204,20 +205,21 @@ class Plan:
         fields = {k: data[k] for k in ("app", "target", "deprovision", "threshold", "fingerprint")}
         return cls(**fields, steps=steps, unmanaged=dict(data.get("unmanaged", {})),
                    notes=list(data.get("notes", [])), allow_deletes=bool(data.get("allow_deletes", False)),
-                   targets=dict(data.get("targets", {})))
+                   targets=dict(data.get("targets", {})), mode=str(data.get("mode", "full")))
 
 
 def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, target: str = "",
               schemas: SchemaIndex | None = None, allow_deletes: bool = False,
               known_ids: Iterable[str] = (), ledger: Mapping[str, LedgerEntry] | None = None,
-              purge: bool = True) -> Plan:
+              purge: bool = True, members_from_ledger: bool = False) -> Plan:
     """Diff ``desired`` against ``live`` under the manifest's rules; see the module docstring.
 
     ``known_ids``: directory ids beyond those in ``desired``, when it holds only some objects (provision on
     demand), so that a live object carrying another directory object's id stays that object's, never adopted.
     ``ledger``: the provisioning state's ledger, keyed by :func:`~reconciler.state.model.ledger_key`; with
     ``purge``, its objects that the directory no longer knows are deprovisioned (a run over some objects only,
-    such as provision on demand, passes ``purge=False``).
+    such as provision on demand, passes ``purge=False``). ``members_from_ledger``: members that ``desired`` does
+    not hold resolve to their ledger objects (an incremental cycle plans some objects only).
     """
     provisioning = manifest.provisioning
     index = schemas or SchemaIndex.rfc_defaults()
@@ -248,11 +250,14 @@ def make_plan(manifest: Manifest, desired: DesiredState, live: LiveState, *, tar
         touched_groups |= _plan_deprovision(plan, [d for d in gone if d.kind == "Group"], groups,
                                             CORE_GROUP, keep_leavers=keep_leavers, ledger=ledger)
         plan.targets.update(group_targets)
-        managed_targets = {**user_targets, **group_targets}
+        known = {e.source_id: e for e in ledger.values() if not e.disabled} if members_from_ledger else {}
+        managed_targets = {**{s: e.target_id for s, e in known.items()}, **user_targets, **group_targets}
         # (kind, target id): ids may repeat across resource types (a user and a group both "1")
         managed_ids = ({("User", t) for t in (*user_targets.values(), *touched_users)}
-                       | {("Group", t) for t in group_targets.values()})
-        kinds = _MemberKinds(users.by_id, groups.by_id, set(group_targets))
+                       | {("Group", t) for t in group_targets.values()}
+                       | {(e.kind, e.target_id) for e in known.values()})
+        group_sources = set(group_targets) | {s for s, e in known.items() if e.kind == "Group"}
+        kinds = _MemberKinds(users.by_id, groups.by_id, group_sources)
         _plan_members(plan, desired.groups, groups, managed_targets, managed_ids,
                       _member_names(desired, managed_targets, users, groups), kinds)
     managed_users = touched_users | set(user_targets.values())

@@ -8,17 +8,18 @@ run's cycle, escrow and quarantine are recorded at its end. ``plan`` reads the s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from reconciler.apply import DEFAULT_CONCURRENCY, ApplyReport, PlanExecutor, Progress, StepFailure
 from reconciler.desired import DesiredState, Skipped, desired_state
-from reconciler.directory_source import read_directory
+from reconciler.directory.changes import directory_to_json
+from reconciler.directory.model import Directory
+from reconciler.directory_source import read_directory, read_with_watermark
 from reconciler.errors import DeletionGuardTripped, ReconcilerError, Stopping, TargetError
 from reconciler.ledger import (
     QUARANTINE_DELETES,
@@ -41,14 +42,14 @@ from reconciler.scim.client import (
     ScimClient,
     target_ssl_context,
 )
-from reconciler.scim.errors import OutcomeUnknown, TargetStatusError
+from reconciler.scim.errors import OutcomeUnknown
 from reconciler.scim.live import read_live
 from reconciler.scim.livestate import LiveState, read_attributes
 from reconciler.scim.normalize import SchemaIndex
 from reconciler.secrets import register_secret
 from reconciler.settings import env_number
 from reconciler.state.model import Cycle, Failure, ProvisioningState
-from reconciler.state.store import StateSession, load, now_iso, open_backend, open_session
+from reconciler.state.store import Backend, StateSession, document_name, load, now_iso, open_backend, open_session
 
 MAX_ROUNDS = 5
 NO_STATE = ("no provisioning state for this app and target yet ({where}): ownership is inferred from externalId, "
@@ -218,6 +219,9 @@ class AppRun(TargetSession):
         self.state_fresh = False                      # no state yet: ownership is inferred from externalId
         self.session: StateSession | None = None      # held under the lock by a run that writes state
         self.state_where = ""                         # the state's location, for messages
+        self.backend: Backend | None = None           # where the state was read from (plan: read-only)
+        self.directory: Directory | None = None       # the directory this run planned from
+        self.new_watermark: dict[str, Any] | None = None  # where the next incremental cycle resumes, once saved
         # the reconcile loop's schedule: the ISO time of the next attempt after N consecutive failed cycles,
         # saved in the quarantine by the same commit that records the run (None: the stored time is kept)
         self.schedule: Callable[[int], str] | None = None
@@ -258,11 +262,25 @@ class AppRun(TargetSession):
         """The state as a plan sees it (read without the lock), unless one is attached or the run is stateless."""
         if self.state is None and not self.options.stateless:
             backend = open_backend(self.options.state)
+            self.backend = backend
             self.attach(*load(backend, self.manifest.name, self.url), where=backend.location)
+
+    def read_cache(self) -> bytes | None:
+        """The directory as the last cycle that saved state read it (None: no incremental cycle can start)."""
+        if self.session is not None:
+            return self.session.read_cache()
+        if self.backend is not None:
+            return self.backend.read_cache(document_name(self.manifest.name, self.url))
+        return None
 
     async def prepare(self) -> None:
         self._read_state()
-        directory = await read_directory(self.loaded, self.options.directory)
+        if self.session is not None:  # a run that saves state leaves a watermark for the next incremental cycle
+            read = await read_with_watermark(self.loaded, self.options.directory)
+            directory, self.new_watermark = read.directory, read.watermark
+        else:
+            directory = await read_directory(self.loaded, self.options.directory)
+        self.directory = directory
         self.desired = desired_state(self.manifest, directory)
         await self._discover()
 
@@ -275,33 +293,46 @@ class AppRun(TargetSession):
             raise self._named(error) from None
 
     async def reread(self, live: LiveState, plan: Plan, report: ApplyReport) -> LiveState:
-        """The live state after a round: the objects the round wrote, fetched by id, when that is certain and
-        cheaper than a full read; else a full paged read.
+        """The live state after a round: the objects the round wrote, as their writes answered them or read
+        back by id, when that is certain and cheaper than a full read; else a full paged read.
 
         Certain means every write's outcome is known (no failures, so no lost answers) and every written object
-        has a known id; untouched objects were read moments ago and are not read again.
+        has a known id; untouched objects were read moments ago and are not read again. A write's answer stands
+        for the object when it is a full resource (:meth:`~reconciler.apply.ApplyReport.answered`); the others
+        are read back many per request where the target allows it, else one GET each
+        (:meth:`~reconciler.scim.client.ScimClient.read_ids`); a deleted object is gone when a GET answers 404
+        or a filtered read leaves it out.
         """
-        touched = {(s.kind, s.target_id or report.created.get(s.source_id or "")) for s in plan.steps if s.writes}
+        touched = {(s.kind, s.target_id or report.created.get(s.source_id or "")): s.action
+                   for s in plan.steps if s.writes}
         total = len(live.users) + len(live.groups)
-        if report.failures or any(rid is None for _, rid in touched) or len(touched) > max(
-                TARGETED_MIN, total // TARGETED_SHARE):
+        if report.failures or any(rid is None for _, rid in touched):
             return await self.read()
         attributes = self._read_attributes()
         state = LiveState(users=dict(live.users), groups=dict(live.groups))
-        limit = asyncio.Semaphore(self.options.concurrency)
-
-        async def fetch(kind: str, rid: str) -> None:
+        unread: dict[str, dict[str, bool]] = {"User": {}, "Group": {}}  # kind -> id -> deleted this round
+        for (kind, rid), action in touched.items():
             store = state.users if kind == "User" else state.groups
-            async with limit:
-                try:
-                    store[rid] = await self.client.get(kind, rid, attributes=attributes[kind])
-                except TargetStatusError as error:
-                    if error.status != 404:
-                        raise
-                    store.pop(rid, None)
-
+            answered = report.answered(kind, str(rid), store.get(str(rid)), attributes[kind])
+            if answered is not None:
+                store[str(rid)] = answered
+            else:
+                unread.setdefault(kind, {})[str(rid)] = action == "delete"
+        if sum(map(len, unread.values())) > max(TARGETED_MIN, total // TARGETED_SHARE):
+            return await self.read()
         try:
-            await asyncio.gather(*(fetch(kind, str(rid)) for kind, rid in touched))
+            for kind, ids in unread.items():
+                if not ids:
+                    continue
+                store = state.users if kind == "User" else state.groups
+                found = await self.client.read_ids(kind, ids, attributes=attributes[kind],
+                                                   gone={rid for rid, deleted in ids.items() if deleted},
+                                                   concurrency=self.options.concurrency)
+                for rid, resource in found.items():
+                    if resource is None:
+                        store.pop(rid, None)
+                    else:
+                        store[rid] = resource
         except TargetError as error:
             raise self._named(error) from None
         return state
@@ -356,7 +387,12 @@ class AppRun(TargetSession):
         cycle = Cycle(started=started, finished=now_iso(), outcome=outcome,
                       writes=result.writes if result else 0, done=result.done() if result else {},
                       error=str(error) if error is not None else None)
-        state = after_run(self.state, cycle, failures, objects=objects, reason=reason)
+        state = self.state
+        if error is None and self.new_watermark is not None and self.directory is not None:
+            # the cache first: a saved watermark never points past the directory it resumes from
+            self.session.write_cache(directory_to_json(self.directory))
+            state = replace(state, watermark=self.new_watermark)
+        state = after_run(state, cycle, failures, objects=objects, reason=reason)
         if self.schedule is not None and state.quarantine.failures:
             state = replace(state, quarantine=replace(state.quarantine,
                                                       next_attempt=self.schedule(state.quarantine.failures)))

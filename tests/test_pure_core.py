@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PURE = ("reconciler.manifest", "reconciler.expressions", "reconciler.scope", "reconciler.match",
         "reconciler.desired", "reconciler.plan", "reconciler.report", "reconciler.scim.livestate",
         "reconciler.azure.listing", "reconciler.preview.model", "reconciler.preview.render",
-        "reconciler.state.model", "reconciler.ledger")
+        "reconciler.state.model", "reconciler.ledger", "reconciler.directory.changes")
 EDGE = ("httpx", "pulumi", "pulumi_azuread", "azure")
 
 _PROBE = """

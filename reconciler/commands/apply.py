@@ -18,6 +18,7 @@ from reconciler.commands.apply_only import run_only
 from reconciler.commands.common import add_target_flags, load_valid, options_from, run_async
 from reconciler.commands.saved import DEFAULT_PATHS, check_targets, read_saved_plan, standalone_args
 from reconciler.commands.signals import StopSignals
+from reconciler.cycles import IncrementalCycle
 from reconciler.errors import ReconcilerError, Stopping
 from reconciler.lock import DEFAULT_WAIT
 from reconciler.plan import Plan, Step
@@ -41,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--only", action="append", metavar="UPN_OR_ID",
                         help="provision on demand: only this user (userPrincipalName or object id) or group "
                              "(displayName or object id); repeatable")
+    parser.add_argument("--incremental", action="store_true",
+                        help="apply only what changed in the directory since the last apply, against the ledger, "
+                             "without reading the target (a full cycle when there is no watermark yet)")
     parser.add_argument("--lock-wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
                         help="wait this long for another apply to the same target to end, then fail "
                              f"(default {DEFAULT_WAIT:g})")
@@ -135,10 +139,19 @@ async def _converge(app: AppRun, name: str, args: argparse.Namespace, saved: dic
             report.step(step, ok)
             tally.done += ok
 
+        if getattr(args, "incremental", False):
+            cycle = IncrementalCycle(app)
+            result = await cycle.converge(progress=progress, on_round=announce)
+            if cycle.fallback:
+                print(f"{name}: a full cycle: {cycle.fallback}", file=sys.stderr)
+            return result
         return await app.converge(saved=saved.get(name), progress=progress, on_round=announce)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plan and getattr(args, "incremental", False):
+        raise ReconcilerError("--plan applies a reviewed plan and --incremental plans what changed: use one or "
+                              "the other")
     if not args.plan:
         args.paths = args.paths or list(DEFAULT_PATHS)
     if getattr(args, "only", None):

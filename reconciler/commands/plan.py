@@ -7,6 +7,7 @@ import sys
 
 from reconciler.commands.common import add_target_flags, checked_target, load_valid, options_from, run_async
 from reconciler.commands.saved import origin_of
+from reconciler.cycles import IncrementalCycle
 from reconciler.errors import ReconcilerError
 from reconciler.outputs import write_private
 from reconciler.plan import Plan
@@ -24,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="FILE", help="also save the plan as JSON, for apply --plan FILE (with "
                                                       "its manifests' paths and digests, target and directory)")
     parser.add_argument("--detail", action="store_true", help="text: list every attribute of new objects too")
+    parser.add_argument("--incremental", action="store_true",
+                        help="plan only what changed in the directory since the last apply, against the ledger, "
+                             "without reading the target (a full plan when there is no watermark yet)")
     parser.add_argument("--max-chars", type=int, default=None, metavar="N",
                         help="markdown: the size limit (default and maximum 65000, for a pull-request comment); "
                              "details past it are cut, with a note")
@@ -38,7 +42,13 @@ async def make_plans(args: argparse.Namespace) -> tuple[list[Plan], list[Reconci
     for loaded in load_valid(args):
         try:
             async with AppRun(loaded, options) as app:
-                plans.append(await app.plan())
+                if args.incremental:
+                    cycle = IncrementalCycle(app)
+                    plans.append(await cycle.plan())
+                    if cycle.fallback:
+                        print(f"{loaded.manifest.name}: a full plan: {cycle.fallback}", file=sys.stderr)
+                else:
+                    plans.append(await app.plan())
                 if (line := app.state_line()) is not None:
                     print(line, file=sys.stderr)
         except ReconcilerError as error:

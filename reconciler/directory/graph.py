@@ -1,4 +1,5 @@
-"""Read the directory from Microsoft Graph (async httpx), the only network code of the directory package.
+"""Read the directory from Microsoft Graph (async httpx), the network code of the directory package (the delta
+reader, :mod:`reconciler.directory.delta`, sends its requests through this one's).
 
 - The caller says what to read: the endpoint (a manifest's ``provisioning.directory.graph.endpoint``, default
   ``https://graph.microsoft.com``; national clouds set theirs), read at ``{endpoint}/v1.0``, the attribute names
@@ -20,10 +21,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -89,6 +91,27 @@ class EnvironmentToken:
         return _AccessToken(value)
 
 
+class GraphStatusError(DirectoryError):
+    """Graph answered a status that is not retried; ``status`` and Graph's error ``code`` (or None) say which."""
+
+    def __init__(self, message: str, status: int, code: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def selects(user_attributes: Iterable[str] | None,
+            group_attributes: Iterable[str] | None) -> tuple[list[str], bool, list[str]]:
+    """The ``$select`` of users (without ``manager``), whether to expand the manager, and the ``$select`` of
+    groups, for Entra attribute names (None: every known one)."""
+    users_select = graph_select(USER_ATTRIBUTES if user_attributes is None else user_attributes,
+                                USER_ATTRIBUTES, ALWAYS_USER)
+    expand_manager = "manager" in users_select
+    groups_select = graph_select(GROUP_ATTRIBUTES if group_attributes is None else group_attributes,
+                                 GROUP_ATTRIBUTES, ALWAYS_GROUP)
+    return [p for p in users_select if p != "manager"], expand_manager, groups_select
+
+
 class GraphReader:
     """Reads users, groups and direct memberships; ``transport``, ``credential`` and ``sleep`` are injectable for
     tests, and so are the bounds: ``timeout`` (connect/read/write, seconds), ``deadline`` (one whole request),
@@ -124,44 +147,46 @@ class GraphReader:
                    *, member_groups: Iterable[str] | None = None) -> Directory:
         """The directory; ``*_attributes`` are Entra names (None: every known one), ``member_groups`` the group
         names or ids whose members to read (None: every group)."""
-        users_select = graph_select(USER_ATTRIBUTES if user_attributes is None else user_attributes,
-                                    USER_ATTRIBUTES, ALWAYS_USER)
-        expand_manager = "manager" in users_select
-        users_select = [p for p in users_select if p != "manager"]
-        groups_select = graph_select(GROUP_ATTRIBUTES if group_attributes is None else group_attributes,
-                                     GROUP_ATTRIBUTES, ALWAYS_GROUP)
-        credential = self._credential
-        owned = credential is None
-        if owned:
-            credential = _ChainCredential()
-        self._active_credential = credential
-        self._refreshing = asyncio.Lock()  # bound to this read's event loop
-        try:
-            self._token = await _token(credential, self._scope)
-            async with httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(self._timeout),
-                                         follow_redirects=False) as client:
-                params = {"$select": ",".join(users_select), "$top": str(PAGE_SIZE)}
-                if expand_manager:
-                    params["$expand"] = "manager($select=id)"
-                users = await self._pages(client, "/users", params)
-                groups = await self._pages(client, "/groups", {"$select": ",".join(groups_select),
-                                                               "$top": str(PAGE_SIZE)})
-                wanted = _wanted_groups(groups, member_groups)
-                members = await self._members(client, [g["id"] for g in groups if g["id"] in wanted])
-                deleted = await self._pages(client, "/directory/deletedItems/microsoft.graph.user",
-                                            {"$select": "id,userPrincipalName", "$top": str(PAGE_SIZE)})
-        finally:
-            self._token = None
-            self._active_credential = None
-            close = getattr(credential, "close", None) if owned else None
-            if close is not None:
-                await close()
+        users_select, expand_manager, groups_select = selects(user_attributes, group_attributes)
+        async with self._session() as client:
+            params = {"$select": ",".join(users_select), "$top": str(PAGE_SIZE)}
+            if expand_manager:
+                params["$expand"] = "manager($select=id)"
+            users = await self._pages(client, "/users", params)
+            groups = await self._pages(client, "/groups", {"$select": ",".join(groups_select),
+                                                           "$top": str(PAGE_SIZE)})
+            wanted = _wanted_groups(groups, member_groups)
+            members = await self._members(client, [g["id"] for g in groups if g["id"] in wanted])
+            deleted = await self._pages(client, "/directory/deletedItems/microsoft.graph.user",
+                                        {"$select": "id,userPrincipalName", "$top": str(PAGE_SIZE)})
         return Directory(
             tuple(DirectoryUser(u["id"], _clean(u)) for u in users),
             tuple(DirectoryGroup(g["id"], _clean(g), members.get(g["id"], ())) for g in groups),
             "Microsoft Graph",
             tuple(DirectoryUser(u["id"], _clean(u)) for u in deleted),
         )
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A token and an HTTP client for one series of requests (a read, or a delta round); both are let go after
+        it, and a credential chain made for it is closed."""
+        credential = self._credential
+        owned = credential is None
+        if owned:
+            credential = _ChainCredential()
+        self._active_credential = credential
+        self._refreshing = asyncio.Lock()  # bound to this series' event loop
+        try:
+            self._token = await _token(credential, self._scope)
+            async with httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(self._timeout),
+                                         follow_redirects=False) as client:
+                yield client
+        finally:
+            self._token = None
+            self._active_credential = None
+            close = getattr(credential, "close", None) if owned else None
+            if close is not None:
+                await close()
 
     async def _members(self, client: httpx.AsyncClient, group_ids: list[str]) -> dict[str, tuple[str, ...]]:
         """Direct members that are users or groups, through Graph's typed casts (devices and service principals
@@ -182,11 +207,21 @@ class GraphReader:
 
     async def _pages(self, client: httpx.AsyncClient, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
         """Every item (with a string id) of a Graph collection, following ``@odata.nextLink`` on our origin only."""
-        url: str | None = self._base_url + path
+        items, _ = await self._collect(client, self._base_url + path, params, path)
+        return items
+
+    async def _collect(self, client: httpx.AsyncClient, url: str, params: dict[str, str] | None,
+                       path: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The items (with a string id) of every page from ``url`` on, following ``@odata.nextLink`` on our origin
+        only, and the last page's body (a delta round's last page carries its ``@odata.deltaLink``); ``path``
+        names the collection in errors."""
+        next_url: str | None = url
         query: dict[str, str] | None = params
         items: list[dict[str, Any]] = []
         seen: set[str] = set()
-        while url:
+        body: dict[str, Any] = {}
+        while next_url:
+            url = next_url
             if len(seen) >= self._max_pages:
                 raise DirectoryError(f"Microsoft Graph: GET {GRAPH_VERSION}{path}: more than {self._max_pages} "
                                      "pages; stopped")
@@ -196,28 +231,30 @@ class GraphReader:
             if not isinstance(page, list):
                 raise DirectoryError(f"Microsoft Graph: GET {GRAPH_VERSION}{path} answered without a 'value' list")
             items.extend(i for i in page if isinstance(i, dict) and isinstance(i.get("id"), str) and i["id"])
-            url = self._next_link(url, body.get("@odata.nextLink"), path)
-            if url in seen:
+            next_url = self._next_link(url, body.get("@odata.nextLink"), path)
+            if next_url in seen:
                 raise DirectoryError(f"Microsoft Graph: GET {GRAPH_VERSION}{path}: the next page link repeats a "
                                      "page already read; stopped")
             query = None  # the next link carries the query
-        return items
+        return items, body
 
-    def _next_link(self, current: str, link: Any, path: str) -> str | None:
-        """The next page's URL, only if it is on the endpoint's own scheme, host and port (it receives our token)."""
+    def _next_link(self, current: str, link: Any, path: str, name: str = "@odata.nextLink",
+                   what: str = "the next page link") -> str | None:
+        """The next page's URL (or another link ``name`` of an answer, ``what`` in errors), only if it is on the
+        endpoint's own scheme, host and port (it receives our token)."""
         if link is None:
             return None
         shown = f"Microsoft Graph: GET {GRAPH_VERSION}{path}"
         if not isinstance(link, str) or not link:
-            raise DirectoryError(f"{shown}: '@odata.nextLink' is not a URL")
+            raise DirectoryError(f"{shown}: '{name}' is not a URL")
         try:
             url = httpx.URL(current).join(link)
         except httpx.InvalidURL:
-            raise DirectoryError(f"{shown}: '@odata.nextLink' is not a valid URL") from None
+            raise DirectoryError(f"{shown}: '{name}' is not a valid URL") from None
         if url.userinfo:
-            raise DirectoryError(f"{shown}: the next page link carries credentials; not followed")
+            raise DirectoryError(f"{shown}: {what} carries credentials; not followed")
         if _origin(url) != self._origin:
-            raise DirectoryError(f"{shown}: the next page link points to {_origin_text(url)}, not to "
+            raise DirectoryError(f"{shown}: {what} points to {_origin_text(url)}, not to "
                                  f"{self._endpoint}; not followed (the token is sent to the Graph endpoint only)")
         return str(url)
 
@@ -244,8 +281,8 @@ class GraphReader:
                     continue
                 if status not in RETRY_STATUSES:
                     again = " again with a fresh token" if status == 401 else ""
-                    raise DirectoryError(f"Microsoft Graph: GET {path} answered {status}{again}"
-                                         f"{_graph_error(status, body)}")
+                    raise GraphStatusError(f"Microsoft Graph: GET {path} answered {status}{again}"
+                                           f"{_graph_error(status, body)}", status, _error_code(body))
                 failure = f"Microsoft Graph: GET {path}: still answering {status}"
                 retry_after = parse_retry_after(headers.get("Retry-After")) if status in RETRY_AFTER_STATUSES else None
                 delay = self._backoff(retries) if retry_after is None else min(retry_after, self._retry.max_delay)
@@ -355,6 +392,14 @@ def _wanted_groups(groups: list[dict[str, Any]], keys: Iterable[str] | None) -> 
 
 def _clean(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("@odata.")}
+
+
+def _error_code(body: bytes) -> str | None:
+    try:
+        code = json.loads(body).get("error", {}).get("code")
+    except (ValueError, RecursionError, AttributeError):
+        return None
+    return code if isinstance(code, str) else None
 
 
 def _graph_error(status: int, body: bytes) -> str:

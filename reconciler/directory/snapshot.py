@@ -34,12 +34,21 @@ def load_snapshot(path: str | os.PathLike[str]) -> Directory:
     except OSError as exc:
         raise DirectoryError(f"{file}: cannot read directory snapshot: {exc.strerror or exc}") from None
     data, source = _parse(file, raw)
+    return directory_from_data(data, file, raw, positions=source)
+
+
+def directory_from_data(data: Any, file: str, raw: bytes, *, positions: SourceMap | None = None,
+                        known_members: bool = True) -> Directory:
+    """The directory in ``data``, a snapshot document already parsed from ``raw`` (the text of ``file``, which
+    locates problems; ``positions`` when the YAML reader already has them). With ``known_members`` False a group
+    member need not be a user or group of the document (a cached Graph directory, whose members are read a moment
+    after its users, may name one created in between)."""
     problems: list[tuple[Loc, str]] = []
-    directory = _build(file, data, problems)
+    directory = _build(file, data, problems, known_members=known_members)
     if problems:
-        if source is None:
-            source = read_yaml(file, raw).source
-        located = sorted(Problem(file, *source.at(loc, key=msg.startswith("unknown key")), _message(loc, msg))
+        if positions is None:
+            positions = read_yaml(file, raw).source
+        located = sorted(Problem(file, *positions.at(loc, key=msg.startswith("unknown key")), _message(loc, msg))
                          for loc, msg in problems)
         lines = [str(p) for p in located[:MAX_REPORTED]]
         if len(located) > MAX_REPORTED:
@@ -87,7 +96,7 @@ def _message(loc: Loc, message: str) -> str:
     return f"{dotted(loc)}: {message}" if loc else message
 
 
-def _build(file: str, data: Any, problems: list[tuple[Loc, str]]) -> Directory:
+def _build(file: str, data: Any, problems: list[tuple[Loc, str]], *, known_members: bool = True) -> Directory:
     source = f"snapshot {file}"
     if not isinstance(data, dict):
         problems.append(((), 'a snapshot is a mapping with "users" and "groups" lists'))
@@ -109,7 +118,7 @@ def _build(file: str, data: Any, problems: list[tuple[Loc, str]]) -> Directory:
         if user.id in live_ids:
             problems.append((("deletedUsers", index, "id"), f"user {user.id!r} is in users too"))
     known = {u.id for u in users} | {g.id for g in groups}
-    for index, group in enumerate(groups):
+    for index, group in enumerate(groups if known_members else ()):
         for position, member in enumerate(group.members):
             if member not in known:
                 problems.append((("groups", index, "members", position),

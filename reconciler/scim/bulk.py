@@ -30,7 +30,11 @@ class BulkOperation:
 
 @dataclass(frozen=True)
 class BulkResult:
-    """The outcome of one Bulk operation, mapped back by ``bulk_id``; ``id`` is taken from ``location``."""
+    """The outcome of one Bulk operation, mapped back by ``bulk_id``; ``id`` is taken from ``location``.
+
+    ``resource`` is the operation's ``response`` when it succeeded and the server sent the resource in it (RFC 7644
+    makes that body optional); None otherwise.
+    """
 
     bulk_id: str
     method: str
@@ -39,6 +43,7 @@ class BulkResult:
     id: str | None = None
     detail: str | None = None
     scim_type: str | None = None
+    resource: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

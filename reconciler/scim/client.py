@@ -22,6 +22,10 @@ Safe defaults, in the order they matter:
   quoted in an error before that text is cut.
 - **Safe queries.** Filter values are JSON strings (:func:`eq_filter`); plain ``http://`` only to loopback. A
   target without filters gets its lookups as paged reads compared locally (:meth:`ScimClient.find`).
+- **Filtered reads checked, never trusted.** Objects read back by id many per request
+  (:meth:`ScimClient.read_ids`: ``id eq "a" or id eq "b" ...``) are checked against the ids asked for; a target
+  that refuses that filter, or answers it with an object not asked for, is read one GET per object for the rest of
+  the run, and ``ScimClient.notes`` says so.
 - **Only the base URL.** Discovered endpoints are paths under the base URL (one on another host is ignored, see
   :func:`~reconciler.scim.discovery.relative_endpoint`); one that answers a list read with 404 is replaced by the
   default (``/Users``, ``/Groups``) for the run, and ``ScimClient.notes`` says so.
@@ -46,10 +50,10 @@ import json
 import os
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Generator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
 import httpx
 from pydantic import ValidationError
@@ -94,6 +98,13 @@ BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGES = 100_000
 MEMBERS_PER_OPERATION = 500
+# Reading objects back by id (:meth:`ScimClient.read_ids`): ``id eq "a" or id eq "b" ...``, at most this many ids and
+# this many characters of encoded filter per request (some front ends refuse a query string past 2 kB).
+IDS_PER_FILTER = 50
+ID_FILTER_CHARS = 1500
+# How the objects a round wrote are read back, learned per target (``ScimClient.id_filter``).
+READ_BY_FILTER = "filter"  # GET /Users?filter=id eq "a" or id eq "b"
+READ_BY_ID = "get"         # GET /Users/a, GET /Users/b
 # How a PATCH removes group members: RFC 7644's filtered path, or the value list Entra sends without its flag.
 REMOVE_BY_FILTER = "filter"          # {"op": "remove", "path": "members[value eq \"id\"]"}
 REMOVE_BY_VALUE_LIST = "value-list"  # {"op": "remove", "path": "members", "value": [{"value": "id"}]}
@@ -275,6 +286,10 @@ class ScimClient:
         # set it from a stored state to skip the probe.
         self.member_removal_form: str | None = None
         self._removal_probe = asyncio.Lock()
+        # How this target reads objects back by id (READ_BY_FILTER or READ_BY_ID), None until a filtered read was
+        # answered or refused: see read_ids.
+        self.id_filter: str | None = None
+        self._id_probe = asyncio.Lock()
         self._http = httpx.AsyncClient(
             auth=self._auth,
             timeout=httpx.Timeout(timeout),
@@ -524,6 +539,152 @@ class ScimClient:
         async for page in self.pages(resource_type, attributes=attributes, excluded_attributes=excluded_attributes):
             found += [dict(r) for r in holding(page, parsed, value, kind_schema, self._schema_index)]
         return found
+
+    # -- reading back by id ----------------------------------------------------------------------------------
+
+    async def read_ids(self, resource_type: str, ids: Collection[str], *, attributes: Sequence[str] | None = None,
+                       gone: Collection[str] = (), concurrency: int = 8) -> dict[str, dict[str, Any] | None]:
+        """What the target holds now for each of ``ids``: the resource, or None when it is gone.
+
+        Many ids per request where the target allows it (``filter=id eq "a" or id eq "b" ...`` in chunks of at
+        most :data:`IDS_PER_FILTER` ids and :data:`ID_FILTER_CHARS` characters, with ``attributes``), else one
+        GET each, a 404 meaning gone. The first filtered read probes the form alone; ``id_filter`` keeps the form
+        that works for the rest of the run. A filtered answer is checked, never trusted: an error answer, an
+        object not asked for (a server that ignores ``filter``) or more results than ids asked for make this
+        target read by GET from then on, with a note. An id that an answer leaves out is gone when it is in
+        ``gone`` (an object just deleted); any other is read by GET, and if the GET finds it, the filter is not
+        trusted either.
+        """
+        wanted = list(dict.fromkeys(ids))
+        gone = frozenset(gone)
+        found: dict[str, dict[str, Any] | None] = {}
+        limit = asyncio.Semaphore(max(1, concurrency))
+        by_get: list[str] = []
+        left_out: list[str] = []
+
+        async def filtered(chunk: list[str]) -> None:
+            async with limit:
+                answer = await self._read_chunk(resource_type, chunk, attributes)
+            if answer is None:
+                by_get.extend(chunk)
+                return
+            for rid in chunk:
+                if rid in answer:
+                    found[rid] = answer[rid]
+                elif rid in gone:
+                    found[rid] = None
+                else:
+                    left_out.append(rid)
+
+        async def read_one(rid: str, left: bool) -> None:
+            async with limit:
+                try:
+                    resource = await self.get(resource_type, rid,
+                                              attributes=attributes if self._attributes_ok else None)
+                except TargetStatusError as error:
+                    if error.status != 404:
+                        raise
+                    found[rid] = None
+                    return
+            found[rid] = resource
+            if left:
+                self._distrust_id_filter(resource_type, [rid], "left out an object that a GET then found")
+
+        chunks = self._id_chunks(wanted) if len(wanted) > 1 and self._id_filter_possible() else []
+        if not chunks:
+            by_get.extend(wanted)
+        elif self.id_filter is None:
+            async with self._id_probe:  # one probe per target: the others wait for its answer
+                if self.id_filter is None:
+                    await filtered(chunks.pop(0))
+        await asyncio.gather(*(filtered(chunk) for chunk in chunks))
+        await asyncio.gather(*(read_one(rid, False) for rid in by_get), *(read_one(rid, True) for rid in left_out))
+        return found
+
+    def _id_filter_possible(self) -> bool:
+        return self.id_filter != READ_BY_ID and self.capabilities.filter and self._filter_ok
+
+    def _id_chunks(self, ids: Sequence[str]) -> list[list[str]]:
+        """``ids`` in chunks of at most :data:`IDS_PER_FILTER` (and the target's ``maxResults``) ids, each chunk's
+        encoded filter within :data:`ID_FILTER_CHARS` characters (a longer single id still gets a chunk)."""
+        size = min(IDS_PER_FILTER, self.capabilities.max_results or IDS_PER_FILTER)
+        separator = len(quote_plus(" or "))
+        chunks: list[list[str]] = []
+        chunk: list[str] = []
+        chars = 0
+        for rid in ids:
+            clause = len(quote_plus(eq_filter("id", rid)))
+            if chunk and (len(chunk) >= size or chars + separator + clause > ID_FILTER_CHARS):
+                chunks.append(chunk)
+                chunk, chars = [], 0
+            chars += clause + (separator if chunk else 0)
+            chunk.append(rid)
+        if chunk:
+            chunks.append(chunk)
+        return chunks
+
+    async def _read_chunk(self, resource_type: str, chunk: list[str],
+                          attributes: Sequence[str] | None) -> dict[str, dict[str, Any]] | None:
+        """One filtered read of ``chunk``'s ids (paged if the server pages it), every object checked against
+        them; None when the target cannot be trusted with it (it is read by GET from then on)."""
+        if self.id_filter == READ_BY_ID:
+            return None
+        try:
+            answer = await self._filtered_by_id(resource_type, chunk, attributes)
+        except TargetStatusError as error:
+            if error.status in (401, 429):  # the token, or the rate: a GET per object would meet the same
+                raise
+            answer = f"answered HTTP {error.status}"
+        except TargetResponseError as error:
+            answer = f"answered what is not a ListResponse ({error.message})"
+        except TargetUnreachable as error:  # a server that drops the connection on a filter it cannot parse
+            answer = f"got no answer ({error.message})"
+        if isinstance(answer, str):
+            self._distrust_id_filter(resource_type, chunk, answer)
+            return None
+        self.id_filter = READ_BY_FILTER
+        return answer
+
+    async def _filtered_by_id(self, resource_type: str, chunk: list[str],
+                              attributes: Sequence[str] | None) -> dict[str, dict[str, Any]] | str:
+        """The objects a filtered read of ``chunk``'s ids answers, by id; or why the answer is not the set asked
+        for (an object not asked for, more results than ids)."""
+        path = self.endpoint(resource_type)
+        asked = set(chunk)
+        params: dict[str, Any] = {"filter": " or ".join(eq_filter("id", rid) for rid in chunk), "startIndex": 1,
+                                  "count": len(chunk)}
+        if attributes and self._attributes_ok:
+            params["attributes"] = ",".join(attributes)
+        answer: dict[str, dict[str, Any]] = {}
+        for _ in range(len(chunk)):  # every page brings a new object, or the read ends
+            body = await self._json_request("GET", path, params=params)
+            resources = self._list(body, "GET", path)
+            total = body.get("totalResults")
+            total = total if isinstance(total, int) and not isinstance(total, bool) else None
+            if total is not None and total > len(chunk):
+                return f"answered with totalResults {total} for {len(chunk)} ids"
+            fresh = 0
+            for resource in resources:
+                rid = resource.get("id")
+                if not isinstance(rid, str) or rid not in asked:
+                    return "answered with an object not asked for"
+                fresh += rid not in answer
+                answer[rid] = resource
+            start = params["startIndex"] + len(resources)
+            more = total > start - 1 if total is not None else len(resources) >= params["count"]
+            if not fresh or not more or len(answer) == len(chunk):
+                break
+            params = {**params, "startIndex": start}
+        return answer
+
+    def _distrust_id_filter(self, resource_type: str, chunk: Sequence[str], why: str) -> None:
+        """Read by GET from now on, and say so once in ``notes``."""
+        if self.id_filter != READ_BY_ID:
+            self.id_filter = READ_BY_ID
+            more = " or …" if len(chunk) > 1 else ""
+            self.notes.append(f"GET {self.endpoint(resource_type)}?filter={eq_filter('id', chunk[0])}{more} {why} "
+                              "(the target seems not to support that filter); objects written are read back one "
+                              "GET each")
 
     @property
     def _schema_index(self) -> SchemaIndex:
@@ -777,10 +938,12 @@ def parse_bulk_response(answer: Any, batch: Sequence[BulkOperation]) -> list[Bul
         location = item.get("location")
         response = item.get("response")
         error = response if isinstance(response, dict) else {}
+        ok = 200 <= status < 300
         results.append(BulkResult(
             bulk_id=bulk_id, method=str(item.get("method") or by_id[bulk_id].method).upper(), status=status,
             location=location if isinstance(location, str) else None,
             id=location.rstrip("/").rsplit("/", 1)[-1] if isinstance(location, str) and location else None,
             detail=error.get("detail"), scim_type=error.get("scimType"),
+            resource=response if ok and isinstance(response, dict) and isinstance(response.get("id"), str) else None,
         ))
     return results

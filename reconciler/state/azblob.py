@@ -62,6 +62,7 @@ DEFAULT_LEASE_SECONDS = 60
 LEASE_RANGE = (15, 60)            # what Azure allows for a finite lease
 DOCUMENT = ".json"
 JOURNAL = ".journal"
+CACHE = ".cache"                  # the directory as the last cycle read it, for incremental cycles
 MAX_DOCUMENT_BYTES = 2 * 1024 ** 3  # as the folder backend: far above 100,000 objects (about 40 MB)
 POLL = 1.0                        # seconds between two tries of a busy lease
 CONNECT_TIMEOUT = 10              # seconds, per request
@@ -300,6 +301,15 @@ class BlobBackend:
                       lambda: blob.upload_blob(document, overwrite=True, lease=held.lease, metadata=held.record))
         self._guarded(name, held, f"cannot empty {journal.blob_name}",
                       lambda: journal.create_append_blob(lease=held.journal))
+
+    def read_cache(self, name: str) -> bytes | None:
+        return self._download(name, CACHE)
+
+    def write_cache(self, name: str, data: bytes) -> None:
+        self._ensure_container()
+        held = self._check(name)
+        blob = self._blob(name, CACHE)
+        self._guarded(name, held, f"cannot save {blob.blob_name}", lambda: blob.upload_blob(data, overwrite=True))
 
     def append_journal(self, name: str, lines: bytes) -> None:
         self._ensure_container()

@@ -21,6 +21,7 @@ from reconciler.lock import FILE_MODE, FOLDER_MODE, describe_holder, lock_path, 
 
 DOCUMENT = ".json"
 JOURNAL = ".journal"
+CACHE = ".cache"  # the directory as the last cycle read it, for incremental cycles
 MAX_DOCUMENT_BYTES = 2 * 1024 ** 3  # far above 100,000 objects (about 40 MB); a larger file is not ours
 
 
@@ -74,9 +75,25 @@ class FolderBackend:
             raise StateError(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes; not a provisioning state")
         return data
 
+    def read_cache(self, name: str) -> bytes | None:
+        return self._read(self._path(name, CACHE))
+
+    def write_cache(self, name: str, data: bytes) -> None:
+        self._replace(self._path(name, CACHE), data)
+
     def write(self, name: str, document: bytes) -> None:
-        self._folder()
         path = self._path(name, DOCUMENT)
+        self._replace(path, document)
+        try:
+            fd = os.open(self._path(name, JOURNAL), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, FILE_MODE)
+            os.close(fd)
+        except OSError as error:
+            raise StateError(_refusal(self._path(name, JOURNAL), error)) from None
+
+    def _replace(self, path: Path, document: bytes) -> None:
+        """Write ``path`` atomically: a private temporary file, flushed, renamed over it, the folder flushed."""
+        self._folder()
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with contextlib.suppress(FileNotFoundError):
@@ -90,9 +107,6 @@ class FolderBackend:
                 raise StateError(f"{path}: is a symbolic link; refusing to replace it (remove it)")
             os.replace(temporary, path)
             self._sync_folder()
-            fd = os.open(self._path(name, JOURNAL), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, FILE_MODE)
-            os.close(fd)
         except OSError as error:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)

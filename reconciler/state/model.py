@@ -52,6 +52,7 @@ class LedgerEntry:
     applied: dict[str, Any] | None = None  # the always-applied attributes as last written; None: not known
     since: str = ""                        # when the reconciler first recorded it
     disabled: bool = False                 # deprovisioned with active=false (still ours)
+    members: list[list[str]] | None = None  # groups: [target id, "User" | "Group"] of every member last seen
 
     @property
     def key(self) -> str:
@@ -175,6 +176,8 @@ class ProvisioningState:
                 item["applied"] = entry.applied
             if entry.disabled:
                 item["disabled"] = True
+            if entry.members is not None:
+                item["members"] = entry.members
             ledger.setdefault(entry.kind, {})[entry.source_id] = item
         return {
             "format": STATE_FORMAT,
@@ -193,7 +196,10 @@ class ProvisioningState:
         }
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        # a lone surrogate (a display name from the directory can hold one) becomes its JSON escape, which
+        # reads back as itself
+        text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> ProvisioningState:
@@ -221,9 +227,11 @@ class ProvisioningState:
             if kind not in KINDS:
                 raise ValueError(f"unknown kind {kind!r} in the ledger")
             for source_id, item in entries.items():
+                members = item.get("members")
                 entry = LedgerEntry(kind, str(source_id), str(item["id"]), str(item.get("display", "")),
                                     list(item.get("matching", [])), item.get("applied"),
-                                    str(item.get("since", "")), bool(item.get("disabled", False)))
+                                    str(item.get("since", "")), bool(item.get("disabled", False)),
+                                    [[str(m[0]), str(m[1])] for m in members] if isinstance(members, list) else None)
                 ledger[entry.key] = entry
         escrow = {e.key: e for e in (EscrowEntry(**item) for item in document.get("escrow") or [])}
         quarantine = document.get("quarantine") or {}

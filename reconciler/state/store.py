@@ -68,6 +68,14 @@ class Backend(Protocol):
     def append_journal(self, name: str, lines: bytes) -> None:
         ...
 
+    def read_cache(self, name: str) -> bytes | None:
+        """The directory as the last cycle read it (an incremental cycle's starting point), or None."""
+        ...
+
+    def write_cache(self, name: str, data: bytes) -> None:
+        """Replace the directory cache atomically (under the lock, as the document)."""
+        ...
+
     def names(self) -> list[str]:
         """Every document stem held here."""
         ...
@@ -167,6 +175,12 @@ class StateSession:
             lines, self._pending = b"".join(self._pending), []
             self.backend.append_journal(self.name, lines)
         self._last_flush = self._clock()
+
+    def read_cache(self) -> bytes | None:
+        return self.backend.read_cache(self.name)
+
+    def write_cache(self, data: bytes) -> None:
+        self.backend.write_cache(self.name, data)
 
     def commit(self, state: ProvisioningState) -> ProvisioningState:
         """Save ``state`` (its serial moved on, stamped now) atomically; the journal is emptied."""
