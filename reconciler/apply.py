@@ -76,6 +76,10 @@ class WriteAnswer:
     unsure: bool = False                    # an operation whose attribute cannot be told: the object is read
 
 
+_UNANSWERED = WriteAnswer(unsure=True)  # a write answered without a resource (a 204, a Bulk result without one)
+_DELETED = WriteAnswer(deleted=True)
+
+
 @dataclass
 class ApplyReport:
     """What one pass over a plan did.
@@ -99,15 +103,17 @@ class ApplyReport:
                members: bool = False, new: bool = False, deleted: bool = False) -> None:
         """Record a successful write to one object: its answer (``resource``) and what it set (a create's
         ``body``, a PATCH's ``operations``), on top of the earlier writes to the same object this round."""
+        if deleted or not isinstance(resource, dict):  # nothing to trust, whatever came before: it is read back
+            self.answers[(kind, target_id)] = _DELETED if deleted else _UNANSWERED
+            return
         sets, clears, unsure = _written(body, operations)
         earlier = self.answers.get((kind, target_id))
         if earlier is not None:
             sets |= earlier.sets - clears
             clears |= earlier.clears - sets
             members, new, unsure = members or earlier.members, new or earlier.new, unsure or earlier.unsure
-        self.answers[(kind, target_id)] = WriteAnswer(
-            resource if isinstance(resource, dict) else None, frozenset(sets), frozenset(clears), members, new,
-            deleted, unsure)
+        self.answers[(kind, target_id)] = WriteAnswer(resource, frozenset(sets), frozenset(clears), members, new,
+                                                      unsure=unsure)
 
     def answered(self, kind: str, target_id: str, before: dict[str, Any] | None,
                  attributes: Sequence[str]) -> dict[str, Any] | None:

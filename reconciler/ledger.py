@@ -33,6 +33,7 @@ from reconciler.state.model import (
     ProvisioningState,
     Quarantine,
     ledger_key,
+    paused_gc,
     scrubbed,
     with_escrow,
 )
@@ -47,6 +48,12 @@ def after_round(state: ProvisioningState, desired: DesiredState, plan: Plan, liv
     ``only``: the ledger keys ``live`` speaks for, when it holds some objects only (an incremental cycle); the
     other entries are kept as they are.
     """
+    with paused_gc():
+        return _after_round(state, desired, plan, live, now=now, groups=groups, only=only)
+
+
+def _after_round(state: ProvisioningState, desired: DesiredState, plan: Plan, live: LiveState, *, now: str,
+                 groups: bool, only: set[str] | None) -> ProvisioningState:
     ledger = dict(state.ledger)
     steps = {s.key: s for s in plan.steps}
     for obj in (*desired.users, *(desired.groups if groups else ())):

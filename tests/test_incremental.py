@@ -155,3 +155,35 @@ def test_a_changed_mapping_clears_the_watermark(proxied: tuple[str, FaultProxy],
     path.write_text(path.read_text().replace("- {target: nickName, source: mailNickname}\n", ""))
     plan = plan_json(capsys, manifest, "--target", proxy.url, "--incremental")
     assert plan["mode"] == "full"
+
+
+def test_the_loop_runs_incremental_cycles_between_full_ones(proxied: tuple[str, FaultProxy], tmp_path: Path,
+                                                           monkeypatch: Any) -> None:
+    import threading
+
+    from reconciler.loop import LoopOptions, ReconcileLoop
+    from reconciler.manifest import load_manifest
+    from reconciler.run import RunOptions
+
+    upstream, proxy = proxied
+    manifest, snapshot = workspace(tmp_path)
+    now = [0.0]
+    lines: list[str] = []
+
+    def sleep(seconds: float) -> None:  # between cycles: the directory changes, time passes
+        now[0] += seconds
+        if len(lines) == 1:
+            write(snapshot, changes)
+
+    options = LoopOptions(interval=600, jitter=0, max_cycles=4, full_every=1500,
+                          run=RunOptions(target=proxy.url))
+    loop = ReconcileLoop([load_manifest(manifest)], options, stop=threading.Event(), emit=lines.append,
+                         clock=lambda: now[0], sleep=sleep)
+    assert loop.run() == 0
+    first, second, third, fourth = lines
+    assert "atea: 12 create" in first and "incremental" not in first  # full first: 10 users, 2 groups
+    assert "atea: incremental: " in second and "1 create" in second and "converged" in second
+    assert "atea: incremental: no changes" in third
+    assert "atea: no changes" in fourth and "incremental" not in fourth  # 1800 s after the full one: full again
+    users = {u["userName"]: u for u in listing(upstream)}
+    assert users["lidia.holloway@contoso.com"]["active"] is False

@@ -22,7 +22,7 @@ from reconciler.lock import FILE_MODE, FOLDER_MODE, describe_holder, lock_path, 
 DOCUMENT = ".json"
 JOURNAL = ".journal"
 CACHE = ".cache"  # the directory as the last cycle read it, for incremental cycles
-MAX_DOCUMENT_BYTES = 2 * 1024 ** 3  # far above 100,000 objects (about 40 MB); a larger file is not ours
+MAX_DOCUMENT_BYTES = 2 * 1024 ** 3  # far above 100,000 objects (about 66 MB); a larger file is not ours
 
 
 class FolderBackend:

@@ -17,8 +17,10 @@ in it comes from a credential.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -28,6 +30,19 @@ from reconciler.secrets import scrub
 STATE_FORMAT = 1
 KINDS = ("User", "Group")
 ERROR_CHARS = 500  # an escrowed error is one line; a server's essay is cut
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused for the body: building 100,000 ledger entries from JSON allocates
+    millions of objects and no cycle, and the collector would otherwise spend two thirds of the time looking."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def ledger_key(kind: str, source_id: str) -> str:
@@ -42,7 +57,7 @@ def scrubbed(text: str | None) -> str | None:
     return line if len(line) <= ERROR_CHARS else line[:ERROR_CHARS - 1] + "…"
 
 
-@dataclass
+@dataclass(slots=True)
 class LedgerEntry:
     kind: str
     source_id: str
@@ -198,18 +213,21 @@ class ProvisioningState:
     def to_json(self) -> bytes:
         # a lone surrogate (a display name from the directory can hold one) becomes its JSON escape, which
         # reads back as itself
-        text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        with paused_gc():
+            text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
         return text.encode("utf-8", "backslashreplace")
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> ProvisioningState:
         """Parse a document; anything this version cannot read is a :class:`StateFormatError` naming ``where``."""
         try:
-            document = json.loads(data.decode("utf-8"))
+            with paused_gc():
+                document = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as error:
             raise StateFormatError(f"{where}: not a provisioning state document ({error})") from None
         try:
-            return cls.from_dict(document)
+            with paused_gc():
+                return cls.from_dict(document)
         except StateFormatError as error:
             raise StateFormatError(f"{where}: {error}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as error:
