@@ -414,7 +414,7 @@ def _mark_origins(changes: list[AttributeChange], resource: Mapping[str, Any], a
                   schemas: SchemaIndex) -> None:
     """Mark each change as from the directory (the wanted value differs from the one last applied) or from the
     target (the wanted value is the one last applied, so the target's value was changed there)."""
-    moved = {c.path for c in diff_resource(dict(resource), applied, schemas)}
+    moved = {c.path for c in diff_resource(dict(resource), {**applied, "schemas": resource.get("schemas")}, schemas)}
     for change in changes:
         change.origin = FROM_DIRECTORY if change.path in moved else FROM_TARGET
 
