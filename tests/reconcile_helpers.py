@@ -20,6 +20,17 @@ TOKEN = "test-token-0123456789"
 SAMPLE = json.loads((ROOT / "examples" / "directory.json").read_text())
 
 
+# The group provisioning of tests that add groups to the Atea manifest (append it to the manifest's text).
+GROUPS = """
+  groups:
+    enabled: true
+    mappings:
+      - {target: displayName, source: displayName, matching: 1}
+      - {target: externalId, source: objectId}
+      - {target: members, source: members}
+"""
+
+
 def atea(**changes: str) -> LoadedManifest:
     """The Atea example, optionally with text replacements (e.g. a lower deletion threshold)."""
     text = (ROOT / "manifests" / "atea.yaml").read_text()
@@ -100,3 +111,21 @@ def by_username(url: str) -> dict[str, dict[str, Any]]:
     names = [u["userName"].lower() for u in users]
     assert len(names) == len(set(names)), f"duplicate users: {sorted(names)}"
     return {u["userName"].lower(): u for u in users}
+
+
+def stop_service(process: Any) -> str:
+    """SIGTERM a ``reconcile`` service started by a test; it must exit 0 after one cycle with no traceback.
+    Returns its stdout's rest."""
+    import signal
+
+    try:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert out.strip() == "reconcile: stopped after 1 cycle(s)"
+    assert "Traceback" not in err
+    return str(out)

@@ -15,16 +15,7 @@ from reconciler.cli import main
 from reconciler.state.store import load, open_backend
 from reconciler.target.faults import FaultProxy
 from reconciler.target.serve import serving_target
-from tests.reconcile_helpers import ROOT, SAMPLE, TOKEN, listing
-
-GROUPS = """
-  groups:
-    enabled: true
-    mappings:
-      - {target: displayName, source: displayName, matching: 1}
-      - {target: externalId, source: objectId}
-      - {target: members, source: members}
-"""
+from tests.reconcile_helpers import GROUPS, ROOT, SAMPLE, TOKEN, listing
 
 
 @pytest.fixture

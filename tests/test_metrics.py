@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from reconciler.loop import LoopOptions, ReconcileLoop
 from reconciler.metrics import MAX_CONNECTIONS, LoopMetrics, MetricsServer, default_unhealthy_after, parse_listen
 from reconciler.run import RunOptions
 from tests.hostile import Reply, Request, serving
-from tests.reconcile_helpers import ROOT, TOKEN, atea, directory
+from tests.reconcile_helpers import ROOT, TOKEN, atea, directory, stop_service
 
 ATEA = str(ROOT / "manifests" / "atea.yaml")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -80,40 +79,31 @@ def test_the_service_serves_metrics_and_health_after_a_clean_cycle(url: str, tmp
                                 directory(tmp_path), "--target", url, "--interval", "1h", "--listen",
                                 "127.0.0.1:0"], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().startswith("reconcile: atea every 1h")
-        serving_line = process.stdout.readline()
-        assert serving_line.startswith("reconcile: serving http://127.0.0.1:"), serving_line
-        assert "no authentication" in serving_line and "unhealthy after 3h" in serving_line
-        base = serving_line.split()[2].removesuffix("/metrics,")
-        assert "atea: 10 create; converged" in process.stdout.readline()
-        samples = scrape(base)
-        assert value(samples, "reconciler_cycles_total", app="atea", outcome="converged") == 1
-        assert value(samples, "reconciler_cycles_total", app="atea", outcome="failed") == 0
-        assert value(samples, "reconciler_objects_written_total", app="atea", action="create",
-                     status="success") == 10
-        assert value(samples, "reconciler_escrow_objects", app="atea") == 0
-        assert value(samples, "reconciler_quarantined", app="atea") == 0
-        assert value(samples, "reconciler_consecutive_failures", app="atea") == 0
-        assert (value(samples, "reconciler_last_success_timestamp_seconds", app="atea") or 0) > 0
-        assert value(samples, "reconciler_cycle_duration_seconds_count", app="atea", mode="full") == 1
-        assert value(samples, "reconciler_cycle_duration_seconds_bucket", app="atea", mode="full", le="+Inf") == 1
-        assert not [name for name, _ in samples if name.endswith("_created")]  # no extra series per series
-        status, body = health(base)
-        assert status == 200 and body["status"] == "ok"
-        assert body["apps"]["atea"]["status"] == "ok" and body["apps"]["atea"]["lastOutcome"] == "converged"
-        assert health(base, "/livez")[0] == 200
-        assert TOKEN not in httpx.get(f"{base}/metrics").text
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=30)
-    assert process.returncode == 0, err
-    assert out.strip() == "reconcile: stopped after 1 cycle(s)"
-    assert "Traceback" not in err
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("reconcile: atea every 1h")
+    serving_line = process.stdout.readline()
+    assert serving_line.startswith("reconcile: serving http://127.0.0.1:"), serving_line
+    assert "no authentication" in serving_line and "unhealthy after 3h" in serving_line
+    base = serving_line.split()[2].removesuffix("/metrics,")
+    assert "atea: 10 create; converged" in process.stdout.readline()
+    samples = scrape(base)
+    assert value(samples, "reconciler_cycles_total", app="atea", outcome="converged") == 1
+    assert value(samples, "reconciler_cycles_total", app="atea", outcome="failed") == 0
+    assert value(samples, "reconciler_objects_written_total", app="atea", action="create",
+                 status="success") == 10
+    assert value(samples, "reconciler_escrow_objects", app="atea") == 0
+    assert value(samples, "reconciler_quarantined", app="atea") == 0
+    assert value(samples, "reconciler_consecutive_failures", app="atea") == 0
+    assert (value(samples, "reconciler_last_success_timestamp_seconds", app="atea") or 0) > 0
+    assert value(samples, "reconciler_cycle_duration_seconds_count", app="atea", mode="full") == 1
+    assert value(samples, "reconciler_cycle_duration_seconds_bucket", app="atea", mode="full", le="+Inf") == 1
+    assert not [name for name, _ in samples if name.endswith("_created")]  # no extra series per series
+    status, body = health(base)
+    assert status == 200 and body["status"] == "ok"
+    assert body["apps"]["atea"]["status"] == "ok" and body["apps"]["atea"]["lastOutcome"] == "converged"
+    assert health(base, "/livez")[0] == 200
+    assert TOKEN not in httpx.get(f"{base}/metrics").text
+    stop_service(process)
 
 
 def rejecting(request: Request) -> Reply:

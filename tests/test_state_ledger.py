@@ -11,7 +11,7 @@ import httpx
 
 from reconciler.cli import main
 from reconciler.state.store import load, open_backend
-from tests.reconcile_helpers import ROOT, SAMPLE, TOKEN, directory, listing
+from tests.reconcile_helpers import GROUPS, ROOT, SAMPLE, TOKEN, directory, listing
 
 ATEA = str(ROOT / "manifests" / "atea.yaml")
 PURGED = ("alex.wilber@contoso.com", "diego.siciliani@contoso.com")
@@ -23,16 +23,6 @@ def purge(data: dict[str, Any]) -> None:
     data["users"] = [u for u in data["users"] if u["id"] not in gone]
     for group in data["groups"]:
         group["members"] = [m for m in group["members"] if m not in gone]
-
-
-GROUPS = """
-  groups:
-    enabled: true
-    mappings:
-      - {target: displayName, source: displayName, matching: 1}
-      - {target: externalId, source: objectId}
-      - {target: members, source: members}
-"""
 
 
 def manifest(tmp_path: Path, *replacements: tuple[str, str], groups: bool = False) -> str:
