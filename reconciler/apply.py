@@ -67,7 +67,7 @@ class WriteAnswer:
     """What the writes to one target object answered, and what they set: enough to tell whether the last answer
     can stand for a read of the object (:meth:`ApplyReport.answered`)."""
 
-    resource: dict[str, Any] | None = None  # the last write's answer, when it carried one (None: 204, a DELETE)
+    resource: dict[str, Any] | None = None  # the last write's answer (None: a DELETE)
     sets: frozenset[str] = frozenset()      # top-level attributes (lower case) the writes gave a value
     clears: frozenset[str] = frozenset()    # top-level attributes the writes removed or emptied
     members: bool = False                   # a group's members changed: only an answer that lists them tells
@@ -76,7 +76,6 @@ class WriteAnswer:
     unsure: bool = False                    # an operation whose attribute cannot be told: the object is read
 
 
-_UNANSWERED = WriteAnswer(unsure=True)  # a write answered without a resource (a 204, a Bulk result without one)
 _DELETED = WriteAnswer(deleted=True)
 
 
@@ -85,8 +84,9 @@ class ApplyReport:
     """What one pass over a plan did.
 
     ``answers`` holds, per (kind, target id), what the writes to that object answered (:class:`WriteAnswer`): a
-    POST's 201 body, a PATCH's 200 body (None for a 204), a Bulk operation's ``response``, a DELETE. The read
-    after the round uses an answer in place of a read only when :meth:`answered` says it is a full resource.
+    POST's 201 body, a PATCH's 200 body, a Bulk operation's ``response``, a DELETE; a write answered without a
+    resource (a 204) leaves none. The read after the round uses an answer in place of a read only when
+    :meth:`answered` says it is a full resource.
     """
 
     done: dict[str, int] = field(default_factory=dict)
@@ -103,8 +103,11 @@ class ApplyReport:
                members: bool = False, new: bool = False, deleted: bool = False) -> None:
         """Record a successful write to one object: its answer (``resource``) and what it set (a create's
         ``body``, a PATCH's ``operations``), on top of the earlier writes to the same object this round."""
-        if deleted or not isinstance(resource, dict):  # nothing to trust, whatever came before: it is read back
-            self.answers[(kind, target_id)] = _DELETED if deleted else _UNANSWERED
+        if deleted:
+            self.answers[(kind, target_id)] = _DELETED
+            return
+        if not isinstance(resource, dict):  # nothing to trust, whatever came before: the object is read back
+            self.answers.pop((kind, target_id), None)  # no entry (a Bulk create of 100,000 may answer so)
             return
         sets, clears, unsure = _written(body, operations)
         earlier = self.answers.get((kind, target_id))

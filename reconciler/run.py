@@ -54,7 +54,8 @@ from reconciler.state.store import Backend, StateSession, document_name, load, n
 MAX_ROUNDS = 5
 NO_STATE = ("no provisioning state for this app and target yet ({where}): ownership is inferred from externalId, "
             "and users purged from the directory before the first apply cannot be recognised")
-# After a round, re-read only the objects it wrote when they are at most max(TARGETED_MIN, live / TARGETED_SHARE).
+# After a round, read back only the written objects that no write's answer gave, when they are at most
+# max(TARGETED_MIN, live / TARGETED_SHARE); else read the whole target again.
 TARGETED_MIN = 200
 TARGETED_SHARE = 10
 

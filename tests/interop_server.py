@@ -368,7 +368,10 @@ def _matches(resource: dict[str, Any], text: str) -> bool:
     parsed = _FILTER.match(text)
     if parsed is None:
         raise Refused(400, f"unsupported filter {text!r}", "invalidFilter")
-    path, wanted = parsed.group(1), json.loads(parsed.group("v"))
+    try:  # the value is one JSON string; 'a eq "x" or b eq "y"' is not
+        path, wanted = parsed.group(1), json.loads(parsed.group("v"))
+    except ValueError:
+        raise Refused(400, f"unsupported filter {text!r}", "invalidFilter") from None
     if parsed.group("type") is not None:
         attribute = path.split("[")[0]
         values = [_get(e, "value") for e in _get(resource, attribute) or []

@@ -49,6 +49,7 @@ import ipaddress
 import json
 import os
 import ssl
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Generator, Sequence
 from dataclasses import dataclass, replace
@@ -102,6 +103,11 @@ MEMBERS_PER_OPERATION = 500
 # this many characters of encoded filter per request (some front ends refuse a query string past 2 kB).
 IDS_PER_FILTER = 50
 ID_FILTER_CHARS = 1500
+ID_PROBE = 5            # the first filtered read of a run asks for at most this many ids
+FILTERED_IN_FLIGHT = 2  # filtered reads in flight at once (a server may scan every object for each)
+# A filtered read is too slow (the server scans every object for it) when a full chunk at its pace would take more
+# than request_timeout / SLOW_FILTER_SHARE and it took longer than the slowest page of the target's full read.
+SLOW_FILTER_SHARE = 5
 # How the objects a round wrote are read back, learned per target (``ScimClient.id_filter``).
 READ_BY_FILTER = "filter"  # GET /Users?filter=id eq "a" or id eq "b"
 READ_BY_ID = "get"         # GET /Users/a, GET /Users/b
@@ -290,6 +296,7 @@ class ScimClient:
         # answered or refused: see read_ids.
         self.id_filter: str | None = None
         self._id_probe = asyncio.Lock()
+        self._slowest_page = 0.0  # seconds, of the pages read without a filter
         self._http = httpx.AsyncClient(
             auth=self._auth,
             timeout=httpx.Timeout(timeout),
@@ -464,7 +471,10 @@ class ScimClient:
             if attributes and self._attributes_ok:
                 params["attributes"] = ",".join(attributes)
             try:
+                started = time.monotonic()
                 body = await self._json_request("GET", path, params=params)
+                if filter is None:
+                    self._slowest_page = max(self._slowest_page, time.monotonic() - started)
             except TargetStatusError as error:
                 if (error.status == 400 and error.scim_type != "invalidFilter" and "attributes" in params
                         and guard.start == 1):
@@ -547,23 +557,26 @@ class ScimClient:
         """What the target holds now for each of ``ids``: the resource, or None when it is gone.
 
         Many ids per request where the target allows it (``filter=id eq "a" or id eq "b" ...`` in chunks of at
-        most :data:`IDS_PER_FILTER` ids and :data:`ID_FILTER_CHARS` characters, with ``attributes``), else one
-        GET each, a 404 meaning gone. The first filtered read probes the form alone; ``id_filter`` keeps the form
-        that works for the rest of the run. A filtered answer is checked, never trusted: an error answer, an
-        object not asked for (a server that ignores ``filter``) or more results than ids asked for make this
-        target read by GET from then on, with a note. An id that an answer leaves out is gone when it is in
-        ``gone`` (an object just deleted); any other is read by GET, and if the GET finds it, the filter is not
-        trusted either.
+        most :data:`IDS_PER_FILTER` ids and :data:`ID_FILTER_CHARS` characters, with ``attributes``, at most
+        :data:`FILTERED_IN_FLIGHT` at once), else one GET each (``concurrency`` at once), a 404 meaning gone.
+        The first filtered read of a run probes the form alone, with at most :data:`ID_PROBE` ids; ``id_filter``
+        keeps the form that works for the rest of the run. A filtered answer is checked, never trusted: an error
+        answer, no answer, an object not asked for (a server that ignores ``filter``) or more results than ids
+        asked for make this target read by GET from then on, with a note; so does a filtered read so slow that
+        the server must scan every object for it. An id that an answer leaves out is gone when it is in ``gone``
+        (an object just deleted); any other is read by GET, and if the GET finds it, the filter is not trusted
+        either.
         """
         wanted = list(dict.fromkeys(ids))
         gone = frozenset(gone)
         found: dict[str, dict[str, Any] | None] = {}
         limit = asyncio.Semaphore(max(1, concurrency))
+        filtering = asyncio.Semaphore(FILTERED_IN_FLIGHT)
         by_get: list[str] = []
         left_out: list[str] = []
 
         async def filtered(chunk: list[str]) -> None:
-            async with limit:
+            async with filtering:
                 answer = await self._read_chunk(resource_type, chunk, attributes)
             if answer is None:
                 by_get.extend(chunk)
@@ -590,14 +603,16 @@ class ScimClient:
             if left:
                 self._distrust_id_filter(resource_type, [rid], "left out an object that a GET then found")
 
-        chunks = self._id_chunks(wanted) if len(wanted) > 1 and self._id_filter_possible() else []
-        if not chunks:
+        if len(wanted) > 1 and self._id_filter_possible():
+            if self.id_filter is None:
+                async with self._id_probe:  # one probe per target: the others wait for its answer
+                    if self.id_filter is None:
+                        probe = self._id_chunks(wanted[:ID_PROBE])[0]
+                        await filtered(probe)
+                        wanted = wanted[len(probe):]
+            await asyncio.gather(*(filtered(chunk) for chunk in self._id_chunks(wanted)))
+        else:
             by_get.extend(wanted)
-        elif self.id_filter is None:
-            async with self._id_probe:  # one probe per target: the others wait for its answer
-                if self.id_filter is None:
-                    await filtered(chunks.pop(0))
-        await asyncio.gather(*(filtered(chunk) for chunk in chunks))
         await asyncio.gather(*(read_one(rid, False) for rid in by_get), *(read_one(rid, True) for rid in left_out))
         return found
 
@@ -629,6 +644,7 @@ class ScimClient:
         them; None when the target cannot be trusted with it (it is read by GET from then on)."""
         if self.id_filter == READ_BY_ID:
             return None
+        started = time.monotonic()
         try:
             answer = await self._filtered_by_id(resource_type, chunk, attributes)
         except TargetStatusError as error:
@@ -642,7 +658,13 @@ class ScimClient:
         if isinstance(answer, str):
             self._distrust_id_filter(resource_type, chunk, answer)
             return None
-        self.id_filter = READ_BY_FILTER
+        seconds = time.monotonic() - started
+        if (seconds / len(chunk) * IDS_PER_FILTER > self.request_timeout / SLOW_FILTER_SHARE
+                and seconds > self._slowest_page):  # the answer is good; the next ones would cost too much
+            self._distrust_id_filter(resource_type, chunk, f"took {seconds:.1f} s for {len(chunk)} id(s), longer "
+                                     "than a page of the full read", "the target seems to scan every object for it")
+        elif self.id_filter is None:
+            self.id_filter = READ_BY_FILTER
         return answer
 
     async def _filtered_by_id(self, resource_type: str, chunk: list[str],
@@ -677,14 +699,14 @@ class ScimClient:
             params = {**params, "startIndex": start}
         return answer
 
-    def _distrust_id_filter(self, resource_type: str, chunk: Sequence[str], why: str) -> None:
+    def _distrust_id_filter(self, resource_type: str, chunk: Sequence[str], why: str,
+                            meaning: str = "the target seems not to support that filter") -> None:
         """Read by GET from now on, and say so once in ``notes``."""
         if self.id_filter != READ_BY_ID:
             self.id_filter = READ_BY_ID
             more = " or …" if len(chunk) > 1 else ""
             self.notes.append(f"GET {self.endpoint(resource_type)}?filter={eq_filter('id', chunk[0])}{more} {why} "
-                              "(the target seems not to support that filter); objects written are read back one "
-                              "GET each")
+                              f"({meaning}); objects written are read back one GET each")
 
     @property
     def _schema_index(self) -> SchemaIndex:
