@@ -18,7 +18,7 @@ from reconciler.apply import PlanExecutor, Progress
 from reconciler.desired import desired_state
 from reconciler.directory.changes import directory_from_json
 from reconciler.directory_source import SourceRead, read_since
-from reconciler.errors import DeletionGuardTripped, ReconcilerError, Stopping, TargetError
+from reconciler.errors import DeletionGuardTripped, DirectoryError, ReconcilerError, Stopping, TargetError
 from reconciler.incremental import (
     Scope,
     incremental_plan,
@@ -63,7 +63,11 @@ class IncrementalCycle:
         if cache is None:
             self.fallback = NO_CACHE
             return None
-        cached = directory_from_json(cache, f"{app.state_where}: the directory cache of {app.manifest.name}")
+        try:
+            cached = directory_from_json(cache, f"{app.state_where}: the directory cache of {app.manifest.name}")
+        except DirectoryError as error:  # only a shortcut: a full cycle rebuilds it
+            self.fallback = f"{error}".splitlines()[0]
+            return None
         read = await read_since(app.loaded, app.options.directory, state.watermark, cached)
         if read is None:
             self.fallback = EXPIRED

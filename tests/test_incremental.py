@@ -178,3 +178,18 @@ def test_the_loop_runs_incremental_cycles_between_full_ones(proxied: tuple[str, 
     assert "atea: no changes" in fourth and "incremental" not in fourth  # 1800 s after the full one: full again
     users = {u["userName"]: u for u in listing(upstream)}
     assert users["lidia.holloway@contoso.com"]["active"] is False
+
+
+def test_a_damaged_directory_cache_costs_one_full_cycle(proxied: tuple[str, FaultProxy], tmp_path: Path,
+                                                        private_state: Path, capsys: Any) -> None:
+    _, proxy = proxied
+    manifest, _ = workspace(tmp_path)
+    assert main(["apply", manifest, "--target", proxy.url]) == 0
+    [cache] = private_state.glob("*.cache")
+    assert cache.stat().st_mode & 0o777 == 0o600
+    cache.write_bytes(b"{not json")
+    capsys.readouterr()
+    assert main(["apply", manifest, "--target", proxy.url, "--incremental"]) == 0
+    err = capsys.readouterr().err
+    assert "a full cycle: " in err and "the directory cache is not valid JSON" in err and err.count("\n") == 1
+    assert plan_json(capsys, manifest, "--target", proxy.url, "--incremental")["mode"] == "incremental"
