@@ -70,7 +70,9 @@ class FolderBackend:
         except OSError as error:
             raise StateError(_refusal(path, error)) from None
         with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_DOCUMENT_BYTES + 1)
+            if os.fstat(handle.fileno()).st_size > MAX_DOCUMENT_BYTES:
+                raise StateError(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes; not a provisioning state")
+            data = handle.read()  # sized by the file, not by the cap (a read of the cap allocates it up front)
         if len(data) > MAX_DOCUMENT_BYTES:
             raise StateError(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes; not a provisioning state")
         return data
