@@ -38,6 +38,9 @@ every target request counts. Then each aim is printed with whether it is met. ``
 under cProfile and prints their top functions; ``--trace-memory ROW,...`` runs them under tracemalloc and prints the
 top allocation sites near the traced peak (rows: initial, noop, incremental, full; both slow the row down);
 ``--diagnose-noop`` runs the no-op cycle twice more after its row (it changes nothing), under each tool. The
+tracemalloc looks are samples, taken when the sampling thread gets a turn: a short peak can pass unseen. For what a
+loaded state holds, ``--keep-state DIR`` keeps the state folder of a run and ``--state-parts DIR`` loads its parts
+one after the other under tracemalloc (the ledger, the directory cache, the desired state, the save). The
 ``(target)`` column is the wall time during which at least one target request was in flight: the server's share.
 Usage: ``python benchmarks/reconcile.py --cycles [--users N] [--group-size G] [--profile ROWS]
 [--trace-memory ROWS] [--diagnose-noop]``.
@@ -69,6 +72,7 @@ sys.path.insert(0, str(ROOT))
 from reconciler.manifest import load_manifest  # noqa: E402
 from reconciler.run import AppRun, RunOptions  # noqa: E402
 from reconciler.target.process import TargetProcess  # noqa: E402
+from tests.reconcile_helpers import GROUPS  # noqa: E402  (the group provisioning the tests add to Atea)
 
 TOKEN = "benchmark-token"
 REQUESTS: Counter[str] = Counter()
@@ -156,14 +160,6 @@ def row(phase: str, seconds: float, changed: int, requests: dict[str, int]) -> d
 SNAPSHOT_LINE = "    snapshot: ../examples/directory.json\n"
 THRESHOLD_LINE = "  deletionThreshold: 50\n"
 ADMINS_LINE = "  - {group: Atea Admins, role: Admin}\n"
-GROUPS = """
-  groups:
-    enabled: true
-    mappings:
-      - {target: displayName, source: displayName, matching: 1}
-      - {target: externalId, source: objectId}
-      - {target: members, source: members}
-"""
 SUMMARY = re.compile(r"^atea: (.+?); (\d+) write request\(s\) in (\d+) round\(s\); (.+)$", re.MULTILINE)
 DISCOVERY = ("/ServiceProviderConfig", "/ResourceTypes", "/Schemas")
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -511,6 +507,56 @@ def cycles(args: argparse.Namespace) -> int:
     return 0
 
 
+def state_parts(args: argparse.Namespace) -> int:
+    """What a state folder's parts hold once loaded, one after the other in this process, under tracemalloc: the
+    ledger, the directory cache, the desired state of the whole directory, and the save's peak."""
+    import gc
+    import tracemalloc
+
+    from benchmarks.state import directory_data
+    from reconciler.desired import desired_state
+    from reconciler.directory.changes import directory_from_json
+    from reconciler.manifest import load_text
+    from reconciler.state.model import ProvisioningState
+
+    folder = Path(args.state_parts)
+    documents, caches = sorted(folder.glob("*.json")), sorted(folder.glob("*.cache"))
+    if len(documents) != 1 or len(caches) != 1:
+        raise SystemExit(f"{folder}: expected one state document (*.json) and one directory cache (*.cache)")
+    data = directory_data(args.users)
+    staff = staff_groups(data, data["users"][len(data["users"]) - args.users:], args.group_size)
+    del data
+    manifest = load_text(cycle_manifest((ROOT / "manifests" / "atea.yaml").read_text(), "http://127.0.0.1:9",
+                                        args.users, staff), file=str(ROOT / "manifests" / "atea.yaml")).manifest
+    print(f"{documents[0].name}: {documents[0].stat().st_size / 1e6:.1f} MB; {caches[0].name}: "
+          f"{caches[0].stat().st_size / 1e6:.1f} MB; the manifest for {args.users:,} users")
+    tracemalloc.start()
+
+    def part(name: str, action: Any) -> Any:
+        gc.collect()
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        started = time.perf_counter()
+        value = action()
+        seconds = time.perf_counter() - started
+        now, peak = tracemalloc.get_traced_memory()
+        print(f"  {name:<40}{seconds:>7.2f} s  holds {(now - before) / MB:>7.1f} MB  "
+              f"peak +{(peak - before) / MB:>7.1f} MB", flush=True)
+        return value
+
+    document = part("the state document's bytes", documents[0].read_bytes)
+    state = part("ProvisioningState.from_json", lambda: ProvisioningState.from_json(document, str(documents[0])))
+    document = b""
+    cache = part("the directory cache's bytes", caches[0].read_bytes)
+    directory = part("directory_from_json (the cache)", lambda: directory_from_json(cache, str(caches[0])))
+    cache = b""
+    part("desired_state of the whole directory", lambda: desired_state(manifest, directory))
+    part("to_json (the save; its bytes held)", state.to_json)
+    tracemalloc.stop()
+    print(f"  {len(state.ledger):,} ledger entries, {len(directory.users):,} users in the cache")
+    return 0
+
+
 def print_cycles(args: argparse.Namespace, rows: dict[str, dict[str, Any]], changes: list[dict[str, int]]) -> None:
     size = args.group_size or args.users
     print(f"\nusers={args.users:,} (assigned groups of at most {size:,} members); each 1% change: "
@@ -555,10 +601,15 @@ def main() -> int:
                         help="with --cycles: the synthetic users in assigned groups of at most this many members "
                              "(0: all in Atea Users)")
     parser.add_argument("--keep-state", metavar="DIR", help="with --cycles: copy the state folder to DIR at the end")
+    parser.add_argument("--state-parts", metavar="DIR",
+                        help="what the parts of a state folder kept by --keep-state hold once loaded (tracemalloc; "
+                             "give the same --users and --group-size)")
     parser.add_argument("--diagnose-noop", action="store_true",
                         help="with --cycles: after the no-op row, the no-op cycle again under cProfile, then under "
                              "tracemalloc (not rows)")
     args = parser.parse_args()
+    if args.state_parts:
+        return state_parts(args)
     if args.cycles:
         return cycles(args)
     os.environ["ATEA_SCIM_TOKEN"] = TOKEN
