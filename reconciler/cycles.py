@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from reconciler.apply import PlanExecutor, Progress
+from reconciler.apply import Progress
 from reconciler.desired import desired_state
 from reconciler.directory.changes import directory_from_json
 from reconciler.directory_source import SourceRead, read_since
@@ -180,11 +180,7 @@ class IncrementalCycle:
                     break
                 if on_round:
                     on_round(number, plan)
-                executor = PlanExecutor(app.client, plan, concurrency=app.options.concurrency, log=log,
-                                        progress=progress, bulk=app.options.bulk,
-                                        adopt=app.manifest.provisioning.adopt, schemas=app.schemas,
-                                        journal=app.session.journal if app.session is not None else None)
-                report = await executor.run()
+                report = await app.executor(plan, log=log, progress=progress).run()
                 result.rounds.append(report)
                 failed = {f.step.key for f in report.failures}
                 live = written(live, plan, touched, report.created, failed)

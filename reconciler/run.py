@@ -358,6 +358,13 @@ class AppRun(TargetSession):
         if log is not None and self.desired is not None:
             log.considered(plan, self.desired, live)
 
+    def executor(self, plan: Plan, *, log: ProvisioningLog | None, progress: Progress | None) -> PlanExecutor:
+        """The executor of one round of ``plan``: the run's options, the manifest's adopt policy, the target's
+        schemas, and the state's journal when one is held."""
+        return PlanExecutor(self.client, plan, concurrency=self.options.concurrency, log=log, progress=progress,
+                            bulk=self.options.bulk, adopt=self.manifest.provisioning.adopt, schemas=self.schemas,
+                            journal=self.session.journal if self.session is not None else None)
+
     def _record_round(self, plan: Plan, live: LiveState) -> None:
         """Save the ledger as ``plan`` (made on ``live``, read after a round) shows it; journal emptied."""
         if self.session is None or self.desired is None or self.state is None:
@@ -458,10 +465,7 @@ class AppRun(TargetSession):
                 applied = replace(plan, steps=[s for s in plan.steps if s.key not in not_resent])
                 if on_round:
                     on_round(round_number, applied)
-                executor = PlanExecutor(self.client, applied, concurrency=self.options.concurrency, log=log,
-                                        progress=progress, bulk=self.options.bulk,
-                                        adopt=self.manifest.provisioning.adopt, schemas=self.schemas,
-                                        journal=self.session.journal if self.session is not None else None)
+                executor = self.executor(applied, log=log, progress=progress)
                 try:
                     report = await executor.run()
                 except DeletionGuardTripped:  # nothing was written; the cycle's objects are still logged
