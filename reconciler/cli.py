@@ -31,6 +31,8 @@ COMMANDS = (
     "preview",
     "reconcile",
     "state",
+    "entra_schema",
+    "import_app",
 )
 
 

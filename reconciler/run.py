@@ -73,6 +73,19 @@ class RunOptions:
     stateless: bool = False             # neither read nor write the provisioning state
 
 
+def entra_engine(loaded: LoadedManifest) -> bool:
+    """Entra's own synchronization job provisions the app (``provisioning.engine: entra``): one engine per app, so
+    no command of the reconciler sends anything to its target or reads its directory."""
+    return loaded.manifest.provisioning.engine == "entra"
+
+
+def entra_engine_line(name: str, advice: str = "") -> str:
+    """The one line each command says for such an app, instead of running it."""
+    line = (f"{name}: provisioned by Entra's own synchronization job (provisioning.engine: entra); "
+            "nothing sent to its target")
+    return f"{line}: {advice}" if advice else line
+
+
 @dataclass
 class RunResult:
     """How a converging apply ended: the last plan (empty when converged) and what each round did."""

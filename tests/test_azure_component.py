@@ -9,9 +9,10 @@ import pulumi
 import pytest
 
 from reconciler.azure.component import EnterpriseApp
-from reconciler.azure.declared import use_mocks
+from reconciler.azure.declared import OFFLINE_TOKEN, declared, use_mocks
 from reconciler.azure.ids import role_id
 from reconciler.azure.program import config_token, declare
+from reconciler.entra.schema import compile_schema
 from reconciler.manifest import LoadedManifest
 from reconciler.policy.rules import DEFAULT_ACCESS_ROLE_ID
 from tests.azure_helpers import ENTRA, GROUPS, USERS, Tenant, atea, atea_with
@@ -147,7 +148,7 @@ def test_entra_engine_declares_secret_and_job(tenant: Tenant) -> None:
     assert credentials["SyncAll"] == "false"
     job = tenant.one(JOB)
     assert job.name == "atea-sync-job"
-    assert job.inputs == {"servicePrincipalId": "${atea-sp.id}", "templateId": "scim", "enabled": True}
+    assert job.inputs == {"servicePrincipalId": "${atea-sp.id}", "templateId": "scim", "enabled": False}
 
 
 def test_entra_engine_token_is_secret_in_inputs_and_outputs(tenant: Tenant) -> None:
@@ -200,3 +201,72 @@ def test_the_program_names_the_missing_token_config_key(tenant: Tenant) -> None:
 
     with pytest.raises(Exception, match="ATEA_SCIM_TOKEN"):
         program()
+
+
+SCHEMA = "dynamic/reconciler:SynchronizationSchema"
+START = "dynamic/reconciler:SynchronizationJobStart"
+
+
+def test_entra_engine_custom_app_is_instantiated_from_the_non_gallery_template(tenant: Tenant) -> None:
+    declare_one(atea_with(*ENTRA), token="tok-123")
+    app = tenant.one(APPLICATION)
+    assert app.inputs["templateId"] == "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"
+    assert app.inputs["featureTags"] == [{"enterprise": True, "gallery": False}]
+    assert tenant.one(SERVICE_PRINCIPAL).inputs["useExisting"] is True
+
+
+def test_reconciler_engine_app_stays_a_plain_registration(tenant: Tenant) -> None:
+    declare_one(atea())
+    assert "templateId" not in tenant.one(APPLICATION).inputs
+    assert "useExisting" not in tenant.one(SERVICE_PRINCIPAL).inputs
+    assert tenant.of(SCHEMA) == [] and tenant.of(START) == [] and tenant.of(JOB) == []
+
+
+def test_entra_engine_job_starts_disabled_and_only_after_its_schema(tenant: Tenant) -> None:
+    declare_one(atea_with(*ENTRA), token="tok-123")
+    job = tenant.one(JOB)
+    assert job.inputs["enabled"] is False
+    assert job.ignore_changes == ("enabled",)   # the azuread provider must not pause the started job
+    assert "atea-sync-secret" in job.dependencies
+    schema = tenant.one(SCHEMA)
+    assert schema.name == "atea-sync-schema" and schema.parent == "atea"
+    assert {"atea-sync-job", "atea-sync-secret"} <= set(schema.dependencies)
+    start = tenant.one(START)
+    assert start.name == "atea-sync-start" and start.parent == "atea"
+    assert "atea-sync-schema" in start.dependencies
+    for resource in (schema, start):
+        assert resource.inputs["servicePrincipalId"] == "${atea-sp.objectId}"
+        assert resource.inputs["jobId"] == "${atea-sync-job.id}"   # the last segment of the job's id
+        assert resource.inputs["graphEndpoint"] == "https://graph.microsoft.com"
+        assert "__provider" not in resource.inputs and "tokenEnv" not in resource.inputs
+
+
+def test_entra_engine_schema_is_the_compiled_managed_part(tenant: Tenant) -> None:
+    loaded = atea_with(*ENTRA)
+    declare_one(loaded, token="tok-123")
+    schema = tenant.one(SCHEMA)
+    assert json.loads(schema.inputs["managed"]) == compile_schema(loaded.manifest)
+    assert schema.inputs["templateId"] == "scim"
+    assert "tok-123" not in json.dumps(schema.inputs)
+
+
+def test_entra_engine_secret_says_whether_to_skip_out_of_scope_deletions(tenant: Tenant) -> None:
+    declare_one(atea_with(*ENTRA), token="tok")
+    credentials = {c["key"]: c["value"] for c in tenant.one(SECRET).inputs["credentials"]}
+    assert credentials["SkipOutOfScopeDeletions"] == "False"
+
+
+def test_entra_engine_skip_out_of_scope_deletions_true(tenant: Tenant) -> None:
+    declare_one(atea_with("  scope: assigned\n", "  engine: entra\n  skipOutOfScopeDeletions: true\n"
+                          "  scope: assigned\n"), token="tok")
+    credentials = {c["key"]: c["value"] for c in tenant.one(SECRET).inputs["credentials"]}
+    assert credentials["SkipOutOfScopeDeletions"] == "True"
+
+
+def test_entra_engine_listing_masks_the_token_and_omits_the_pickled_provider() -> None:
+    listing = declared([atea_with(*ENTRA)])
+    text = listing.to_json()
+    assert OFFLINE_TOKEN not in text and "__provider" not in text
+    types = {r.name: r.type for r in listing.resources}
+    assert types["atea-sync-schema"] == "pulumi-python:dynamic/reconciler:SynchronizationSchema"
+    assert types["atea-sync-start"] == "pulumi-python:dynamic/reconciler:SynchronizationJobStart"

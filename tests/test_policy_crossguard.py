@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
+import tomllib
 from typing import Any
 
 import pulumi
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UnknownValueError
 
@@ -233,3 +237,129 @@ def test_the_pack_module_builds_the_pack_from_these_policies() -> None:
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert {"POLICIES", "PolicyPack"} <= imported
     assert "virtualenv: ../.venv" in (ROOT / "policies" / "PulumiPolicy.yaml").read_text()
+
+
+# --- stack policies on OUTPUTS, as the engine gives them (AnalyzeStack sees each resource's outputs) ---
+
+NO_ASSIGNMENTS = ("assignments:                       # never the Default Access role: such users are not provisioned\n"
+                  "  - {group: Atea Users, role: User}\n  - {group: Atea Admins, role: Admin}\n"
+                  "  - {user: adele.vance@contoso.com, role: Admin}\n", "assignments: []\n")
+
+
+class DriftedTenant(Tenant):
+    """A tenant whose provider answers the service principal with assignment not required (set in the portal)."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        id_, state = super().new_resource(args)
+        if args.typ == SERVICE_PRINCIPAL:
+            state["appRoleAssignmentRequired"] = False
+        return id_, state
+
+
+def _program_outputs(loaded: Any, mocks: Tenant) -> Tenant:
+    use_mocks(mocks, stack="dev")
+
+    @pulumi.runtime.test
+    def program() -> None:
+        EnterpriseApp(loaded.manifest)
+
+    program()
+    return mocks
+
+
+def _outputs_as_policy_resources(mocks: Tenant) -> list[Any]:
+    """Each registration with its recorded OUTPUTS as props: a component's registered outputs, a custom
+    resource's state as the provider (here the mocks) answered it."""
+    components: dict[str, Any] = {}
+    resources = []
+    for r in mocks.registrations:
+        resource = policy_resource(r.type, mocks.outputs[(r.type, r.name)], name=r.name,
+                                   parent=components.get(r.parent or ""))
+        if r.type == ENTERPRISE_APP:
+            components[r.name] = resource
+        resources.append(resource)
+    return resources
+
+
+def test_the_component_registers_what_the_stack_rules_read_as_outputs() -> None:
+    mocks = _program_outputs(atea(), Tenant())
+    outputs = mocks.outputs[(ENTERPRISE_APP, "atea")]
+    assert outputs["scope"] == "assigned" and outputs["assignments"] == 3
+    assert {"clientId", "servicePrincipalObjectId", "roleIds", "engine", "deletionThreshold"} <= outputs.keys()
+    assert mocks.outputs[(SERVICE_PRINCIPAL, "atea-sp")]["appRoleAssignmentRequired"] is True
+    for policy in POLICIES:
+        if isinstance(policy, StackValidationPolicy):
+            reports = Reports()
+            policy.validate(stack_args(_outputs_as_policy_resources(mocks)), reports)
+            assert not reports, (policy.name, reports.messages)
+
+
+def test_assignment_required_fires_on_outputs() -> None:
+    mocks = _program_outputs(atea(), DriftedTenant())
+    failing = run_stack(rules.ASSIGNMENT_REQUIRED, _outputs_as_policy_resources(mocks))
+    assert [where for _, where in failing] == [urn(SERVICE_PRINCIPAL, "atea-sp")]
+    assert "appRoleAssignmentRequired" in failing[0][0]
+
+
+def test_assigned_scope_without_assignments_fires_on_outputs() -> None:
+    mocks = _program_outputs(atea_with(*NO_ASSIGNMENTS), Tenant())
+    assert mocks.outputs[(ENTERPRISE_APP, "atea")]["assignments"] == 0
+    failing = run_stack(rules.ASSIGNED_SCOPE_HAS_ASSIGNMENTS, _outputs_as_policy_resources(mocks))
+    assert [where for _, where in failing] == [urn(ENTERPRISE_APP, "atea")]
+    scope_all = _program_outputs(atea_with(*NO_ASSIGNMENTS, "  scope: assigned\n", "  scope: all\n"), Tenant())
+    assert run_stack(rules.ASSIGNED_SCOPE_HAS_ASSIGNMENTS, _outputs_as_policy_resources(scope_all)) == []
+
+
+def test_the_inputs_alone_would_not_have_fired() -> None:
+    """Before the component registered them, its outputs held no scope: both rules were blind in a real preview."""
+    mocks = _program_outputs(atea_with(*NO_ASSIGNMENTS), DriftedTenant())
+    resources = _outputs_as_policy_resources(mocks)
+    legacy = {"clientId", "servicePrincipalObjectId", "roleIds"}
+    blind = [policy_resource(r.resource_type, {k: v for k, v in dict(r.props).items() if k in legacy}, name=r.name)
+             if r.resource_type == ENTERPRISE_APP else r for r in resources]
+    blind_app = blind[[r.resource_type for r in blind].index(ENTERPRISE_APP)]
+    blind = [policy_resource(r.resource_type, dict(r.props), name=r.name, parent=blind_app)
+             if r.parent is not None else r for r in blind]
+    for rule in (rules.ASSIGNMENT_REQUIRED, rules.ASSIGNED_SCOPE_HAS_ASSIGNMENTS):
+        assert run_stack(rule, blind) == []
+        assert len(run_stack(rule, resources)) == 1
+
+
+@pytest.mark.parametrize("count", [0, 0.0])
+def test_the_assignment_count_off_the_wire_is_a_number(count: float) -> None:
+    # Protobuf Struct numbers are doubles: the analyzer hands the policy 0.0 where the program registered 0.
+    app = policy_resource(ENTERPRISE_APP, {"scope": "assigned", "assignments": count}, name="demo")
+    assert [where for _, where in run_stack(rules.ASSIGNED_SCOPE_HAS_ASSIGNMENTS, [app])] == [urn(ENTERPRISE_APP,
+                                                                                                  "demo")]
+    many = policy_resource(ENTERPRISE_APP, {"scope": "assigned", "assignments": 2.0}, name="demo")
+    assert run_stack(rules.ASSIGNED_SCOPE_HAS_ASSIGNMENTS, [many]) == []
+
+
+def _distribution(line: str) -> str | None:
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        return None
+    if line.startswith("-e "):
+        target = (ROOT / "policies" / line.removeprefix("-e ").strip()).resolve()
+        project = tomllib.loads((target / "pyproject.toml").read_text())
+        return str(project["project"]["name"])
+    return Requirement(line).name
+
+
+def test_the_pack_requirements_list_what_the_pack_imports() -> None:
+    requirements = (ROOT / "policies" / "requirements.txt").read_text().splitlines()
+    listed = {d for d in map(_distribution, requirements) if d}
+    tree = ast.parse((ROOT / "policies" / "__main__.py").read_text())
+    modules = {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    modules |= {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    distributions = importlib.metadata.packages_distributions()
+    needed = {canonicalize_name(distributions[m][0] if m in distributions else m) for m in modules}
+    assert needed == {"pulumi-policy", "reconciler"}
+    assert needed <= {canonicalize_name(d) for d in listed}
+    # the same floor as the project's own dependency on it
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    ours = {Requirement(r).name: str(Requirement(r).specifier) for r in project["project"]["dependencies"]}
+    pinned = {Requirement(r).name: str(Requirement(r).specifier) for r in requirements
+              if r.strip() and not r.startswith(("#", "-e"))}
+    assert pinned["pulumi-policy"] == ours["pulumi-policy"]

@@ -1,7 +1,11 @@
 """One enterprise application on the Entra side, as a Pulumi component declared from one manifest.
 
 Children: the application with its app roles, the service principal (the enterprise app), one app role assignment
-per manifest assignment, and, when ``provisioning.engine`` is ``entra``, Entra's synchronization secret and job.
+per manifest assignment, and, when ``provisioning.engine`` is ``entra``, Entra's synchronization secret and job, the
+job's schema (the manifest's mappings, scope and flow types: :mod:`reconciler.azure.schema_provider`) and the job's
+start. Such a job is created disabled and started only once its schema is applied, so it never runs on the
+template's defaults. An ``entra``-engine custom app is instantiated from the non-gallery application template
+(Entra's provisioning needs an app made from a template), a gallery app from its ``galleryTemplateId``.
 The component's own inputs are the manifest's provisioning settings that policies check (scope, matching and
 filterable attributes, deletion threshold), so CrossGuard sees them beside the resources.
 """
@@ -15,11 +19,14 @@ import pulumi_azuread as azuread
 
 from reconciler.azure.ids import assignment_names, role_id
 from reconciler.azure.principals import Principals
+from reconciler.azure.schema_provider import SynchronizationJobStart, SynchronizationSchema
+from reconciler.entra.schema import compile_schema
 from reconciler.manifest.model import Manifest, Mapping
 from reconciler.policy.rules import NOTIFICATION_SETTINGS_KEY, SECRET_TOKEN_KEY
 
 TYPE = "reconciler:azure:EnterpriseApp"
 CUSTOM_JOB_TEMPLATE = "scim"
+NON_GALLERY_TEMPLATE = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"   # Entra's "non-gallery application" template
 
 
 class EnterpriseApp(pulumi.ComponentResource):
@@ -34,6 +41,9 @@ class EnterpriseApp(pulumi.ComponentResource):
         super().__init__(TYPE, manifest.name, component_props(manifest), opts)
         name = manifest.name
         gallery = manifest.gallery_template_id is not None
+        # A reconciler-engine custom app stays a plain registration: adding a template would replace it.
+        template_id = manifest.gallery_template_id or (
+            NON_GALLERY_TEMPLATE if manifest.provisioning.engine == "entra" else None)
         child = pulumi.ResourceOptions(parent=self)
         principals = Principals(self)
         owners = [principals.owner(o) for o in manifest.owners]
@@ -43,7 +53,7 @@ class EnterpriseApp(pulumi.ComponentResource):
             f"{name}-app",
             display_name=manifest.display_name,
             description=manifest.description,
-            template_id=manifest.gallery_template_id,
+            template_id=template_id,
             owners=owners,
             app_roles=[
                 azuread.ApplicationAppRoleArgs(
@@ -62,7 +72,7 @@ class EnterpriseApp(pulumi.ComponentResource):
         service_principal = azuread.ServicePrincipal(
             f"{name}-sp",
             client_id=application.client_id,
-            use_existing=gallery or None,  # instantiating a gallery template already created it
+            use_existing=template_id is not None or None,  # instantiating a template already created it
             app_role_assignment_required=manifest.provisioning.scope == "assigned",
             notification_email_addresses=[manifest.notification_email],
             owners=owners,
@@ -85,7 +95,10 @@ class EnterpriseApp(pulumi.ComponentResource):
 
         self.client_id = application.client_id
         self.service_principal_object_id = service_principal.object_id
+        # Stack policies see a component's outputs, not its inputs: the settings they check are outputs too.
         self.register_outputs({
+            **component_props(manifest),
+            "assignments": len(manifest.assignments),
             "clientId": self.client_id,
             "servicePrincipalObjectId": self.service_principal_object_id,
             "roleIds": self.role_ids,
@@ -132,6 +145,8 @@ def _synchronization(manifest: Manifest, service_principal: azuread.ServicePrinc
                                                     value=notification_settings(manifest)),
         azuread.SynchronizationSecretCredentialArgs(key="SyncAll",
                                                     value="true" if provisioning.scope == "all" else "false"),
+        azuread.SynchronizationSecretCredentialArgs(
+            key="SkipOutOfScopeDeletions", value="True" if provisioning.skip_out_of_scope_deletions else "False"),
     ]
     secret = azuread.SynchronizationSecret(
         f"{manifest.name}-sync-secret",
@@ -139,10 +154,32 @@ def _synchronization(manifest: Manifest, service_principal: azuread.ServicePrinc
         credentials=credentials,
         opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["credentials"])),
     )
-    azuread.SynchronizationJob(
+    template_id = provisioning.job_template_id or CUSTOM_JOB_TEMPLATE
+    job = azuread.SynchronizationJob(
         f"{manifest.name}-sync-job",
         service_principal_id=service_principal.id,
-        template_id=provisioning.job_template_id or CUSTOM_JOB_TEMPLATE,
-        enabled=True,
-        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[secret])),
+        template_id=template_id,
+        # Disabled until the schema is applied; SynchronizationJobStart starts it, and the provider must not pause
+        # it again on the next update.
+        enabled=False,
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[secret],
+                                                                        ignore_changes=["enabled"])),
+    )
+    job_id = job.id.apply(lambda value: value.rsplit("/", 1)[-1])   # /servicePrincipals/{sp}/synchronization/jobs/{id}
+    endpoint = provisioning.directory.graph.endpoint
+    schema = SynchronizationSchema(
+        f"{manifest.name}-sync-schema",
+        service_principal_id=service_principal.object_id,
+        job_id=job_id,
+        template_id=template_id,
+        graph_endpoint=endpoint,
+        managed=json.dumps(compile_schema(manifest), separators=(",", ":")),
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[job, secret])),
+    )
+    SynchronizationJobStart(
+        f"{manifest.name}-sync-start",
+        service_principal_id=service_principal.object_id,
+        job_id=job_id,
+        graph_endpoint=endpoint,
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[schema])),
     )

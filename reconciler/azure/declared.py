@@ -29,6 +29,7 @@ from reconciler.manifest import LoadedManifest, load_manifests
 from reconciler.policy.resources import Subject, check_stack
 
 OFFLINE_TOKEN = "offline-placeholder-token"  # masked in every listing; offline there is no real token
+DYNAMIC_PROVIDER_KEY = "__provider"
 
 Lookup = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
 
@@ -56,6 +57,9 @@ class Recorder(pulumi.runtime.Mocks):
     def __init__(self, lookup: Lookup = placeholder_lookup) -> None:
         self.lookup = lookup
         self.registrations: list[Registration] = []
+        # (type, logical name) -> outputs: a custom resource's state as answered, a component's registered
+        # outputs; what the engine hands stack policies
+        self.outputs: dict[tuple[str, str], Mapping[str, Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = {k: _unwrap(v) for k, v in args.inputs.items()}
@@ -78,6 +82,8 @@ class Registration:
     inputs: Mapping[str, Any] = field(repr=False)  # unwrapped: may hold secret values
     secret_props: frozenset[str]
     secret_outputs: tuple[str, ...]
+    dependencies: tuple[str, ...] = ()   # logical names: depends_on, and the resources whose outputs it takes
+    ignore_changes: tuple[str, ...] = ()
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -90,6 +96,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         if request.type != "pulumi:pulumi:Stack":
             raw = rpc.deserialize_properties(request.object)
+            raw.pop(DYNAMIC_PROVIDER_KEY, None)  # a dynamic resource's pickled provider: code, not configuration
             parent = request.parent.rsplit("::", 1)[-1] if request.parent else None
             if parent is not None and request.parent.split("::")[-2].endswith("pulumi:pulumi:Stack"):
                 parent = None
@@ -101,11 +108,23 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs={k: _unwrap(v) for k, v in raw.items()},
                 secret_props=frozenset(k for k, v in raw.items() if rpc.is_rpc_secret(v)),
                 secret_outputs=tuple(request.additionalSecretOutputs),
+                dependencies=tuple(sorted(urn.rsplit("::", 1)[-1] for urn in request.dependencies)),
+                ignore_changes=tuple(request.ignoreChanges),
             ))
         response = super().RegisterResource(request)
+        if request.custom and response.urn in self.resources:
+            self.recorder.outputs[(request.type, request.name)] = self.resources[response.urn].state
         with contextlib.suppress(RuntimeError):  # no loop when the mock monitor did not need one (the stack)
             _WORKER_LOOPS.add(asyncio.get_event_loop())  # the loop it made for this worker thread
         return response
+
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        _, _, qualified, name = request.urn.split("::", 3)
+        if not qualified.endswith("pulumi:pulumi:Stack"):
+            raw = rpc.deserialize_properties(request.outputs)
+            self.recorder.outputs[(qualified.rsplit("$", 1)[-1], name)] = {k: _unwrap(v) for k, v in raw.items()}
+        return super().RegisterResourceOutputs(request)
 
 
 # Pulumi's mock monitor gives each worker thread an event loop and never closes it; left to interpreter teardown,

@@ -4,7 +4,8 @@ SIGTERM or SIGINT stops it between requests (:mod:`reconciler.commands.signals`)
 and the exit code is 143 or 130. A directory object that cannot be mapped or sent fails alone: it is named on
 stderr, the others are applied, and the exit code is 1. When earlier runs left objects in escrow or the app in
 quarantine, one line on stderr says so before planning; the apply runs all the same, and a converged one ends
-the quarantine.
+the quarantine. An app that Entra's own job provisions (``provisioning.engine: entra``) is not applied: one line on
+stdout says so, and nothing is sent to its target (``--plan`` skips it too).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from reconciler.lock import DEFAULT_WAIT
 from reconciler.plan import Plan, Step
 from reconciler.progress import progress_reporter
 from reconciler.report import render_text
-from reconciler.run import AppRun, RunResult, holding_state
+from reconciler.run import AppRun, RunResult, entra_engine, entra_engine_line, holding_state
 from reconciler.stopgate import install_stop_gate
 
 
@@ -86,6 +87,9 @@ async def _apply_each(args: argparse.Namespace, stop: StopSignals) -> list[RunRe
     saved = plan_file.plans if plan_file else {}
     results = []
     for loaded in load_valid(args):
+        if entra_engine(loaded):
+            print(entra_engine_line(loaded.manifest.name))
+            continue
         if args.plan and loaded.manifest.name not in saved:
             raise ReconcilerError(f"{args.plan}: has no plan for app {loaded.manifest.name!r}")
         tally = Tally(loaded.manifest.name)

@@ -17,6 +17,7 @@ from reconciler.commands.signals import StopSignals
 from reconciler.errors import ReconcilerError, Stopping
 from reconciler.ondemand import OnDemandResult, OnDemandRun, transcript
 from reconciler.provlog import ProvisioningLog
+from reconciler.run import entra_engine, entra_engine_line
 from reconciler.state.store import open_backend, open_session
 from reconciler.stopgate import install_stop_gate
 
@@ -39,9 +40,8 @@ async def _apply_only(args: argparse.Namespace, stop: StopSignals) -> list[OnDem
         results = []
         for loaded in load_valid(args):
             name = loaded.manifest.name
-            if loaded.manifest.provisioning.engine == "entra":
-                print(f"{name}: provisioned by Entra's own synchronization job (provisioning.engine: entra); "
-                      "nothing sent to its target: use Entra's Provision on demand")
+            if entra_engine(loaded):
+                print(entra_engine_line(name, "use Entra's Provision on demand"))
                 continue
             if stop.requested:
                 break

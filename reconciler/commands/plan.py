@@ -1,8 +1,14 @@
-"""``reconciler plan``: what apply would change, as text, Markdown or JSON; ``--out`` saves it for apply."""
+"""``reconciler plan``: what apply would change, as text, Markdown or JSON; ``--out`` saves it for apply.
+
+An app that Entra's own job provisions (``provisioning.engine: entra``) is not planned: one line on stderr says so
+(stdout is the plan), and in JSON it is an entry of ``apps`` with ``"engine": "entra"``, zero counts and no steps.
+``--detailed-exitcode`` counts only the planned apps.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from reconciler.commands.common import add_target_flags, checked_target, load_valid, options_from, run_async
@@ -10,10 +16,11 @@ from reconciler.commands.saved import origin_of
 from reconciler.cycles import IncrementalCycle
 from reconciler.errors import ReconcilerError
 from reconciler.outputs import write_private
-from reconciler.plan import Plan
-from reconciler.report import render_json, render_markdown, render_text
+from reconciler.plan import SUMMARY_KEYS, Plan
+from reconciler.report import render_markdown, render_text
 from reconciler.report.budget import checked_limit
-from reconciler.run import AppRun
+from reconciler.report.jsonout import plans_document
+from reconciler.run import AppRun, entra_engine, entra_engine_line
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,12 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-async def make_plans(args: argparse.Namespace) -> tuple[list[Plan], list[ReconcilerError]]:
-    """Each app's plan; an app whose directory or target fails is reported, and the others are still planned."""
+async def make_plans(args: argparse.Namespace) -> tuple[list[Plan], list[ReconcilerError], list[str]]:
+    """Each app's plan, the errors, and the apps Entra's job provisions (not planned); an app whose directory or
+    target fails is reported, and the others are still planned."""
     plans: list[Plan] = []
     errors: list[ReconcilerError] = []
+    entra: list[str] = []
     options = options_from(args)
     for loaded in load_valid(args):
+        if entra_engine(loaded):
+            print(entra_engine_line(loaded.manifest.name), file=sys.stderr)
+            entra.append(loaded.manifest.name)
+            continue
         try:
             async with AppRun(loaded, options) as app:
                 if args.incremental:
@@ -53,7 +66,15 @@ async def make_plans(args: argparse.Namespace) -> tuple[list[Plan], list[Reconci
                     print(line, file=sys.stderr)
         except ReconcilerError as error:
             errors.append(error)
-    return plans, errors
+    return plans, errors, entra
+
+
+def render_document(plans: list[Plan], entra: list[str], origin: dict[str, object] | None = None) -> str:
+    """The JSON document: the plans, then an entry per app that Entra's job provisions."""
+    document = plans_document(plans, origin)
+    document["apps"] += [{"name": name, "engine": "entra", "summary": dict.fromkeys(SUMMARY_KEYS, 0), "steps": []}
+                         for name in entra]
+    return json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False, default=str) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
         raise ReconcilerError("plan: --max-chars is for --format markdown")
     limit = checked_limit(args.max_chars, "plan")
     origin = origin_of(args.paths, checked_target(args.target), args.directory) if args.out else None
-    plans, errors = run_async(make_plans(args))
+    plans, errors, entra = run_async(make_plans(args))
     if args.format == "json":
-        sys.stdout.write(render_json(plans))
+        sys.stdout.write(render_document(plans, entra))
     elif args.format == "markdown":
         sys.stdout.write(render_markdown(plans, limit=limit))
     else:
@@ -74,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         return 1  # no --out file either: a partial plan must not be applied as if it were whole
     if args.out:
-        write_private(args.out, render_json(plans, origin))
+        write_private(args.out, render_document(plans, entra, origin))
     if args.detailed_exitcode:
         return 2 if any(not p.empty for p in plans) else 0
     return 0

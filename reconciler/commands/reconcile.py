@@ -4,6 +4,8 @@ Converges every app each interval (jittered), backs off an app that keeps failin
 prints one line per cycle, and stops cleanly on SIGTERM or SIGINT between requests (exit 0). With ``--once`` or
 ``--max-cycles N`` it ends by itself: exit 0 when the last cycle converged every app, 1 otherwise. With
 ``--listen HOST:PORT`` it serves ``/metrics``, ``/healthz`` and ``/livez`` while it runs (:mod:`reconciler.metrics`).
+An app that Entra's own job provisions (``provisioning.engine: entra``) is never cycled (nor in the metrics): one
+line at the start says so; with no other app, the command ends there (exit 0).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from types import FrameType
 
 from reconciler.commands.common import add_target_flags, load_valid, options_from
 from reconciler.errors import ReconcilerError
+from reconciler.run import entra_engine, entra_engine_line
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,7 +71,15 @@ def run(args: argparse.Namespace) -> int:
         listen = parse_listen(args.listen)
         unhealthy_after = (parse_duration(args.unhealthy_after) if args.unhealthy_after is not None
                            else default_unhealthy_after(interval))
-    manifests = load_valid(args)
+    manifests = []
+    for loaded in load_valid(args):
+        if entra_engine(loaded):  # Entra's own job cycles it: never this loop
+            print(entra_engine_line(loaded.manifest.name), flush=True)
+        else:
+            manifests.append(loaded)
+    if not manifests:
+        print("reconcile: no app for the reconciler to converge", flush=True)
+        return 0
     options = LoopOptions(interval=interval, jitter=args.jitter / 100, run=options_from(args),
                           max_cycles=1 if args.once else args.max_cycles,
                           max_backoff=parse_duration(args.max_backoff),

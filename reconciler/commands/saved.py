@@ -82,7 +82,8 @@ def read_saved_plan(path: str) -> SavedPlan:
     """The plans of a file written by ``plan --out``, by app name, and where they came from."""
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
-        plans = {app["name"]: Plan.from_dict(app) for app in document["apps"]}
+        plans = {app["name"]: Plan.from_dict(app) for app in document["apps"]
+                 if app.get("engine") != "entra"}  # Entra's job provisions those apps: no plan to apply
         origin = _origin(document) if "manifests" in document else None
     except OSError as error:
         raise ReconcilerError(f"{path}: cannot read plan: {error.strerror or error}") from None

@@ -1,7 +1,9 @@
 """The policy rules applied to declared Pulumi resources: the shape CrossGuard sees during ``pulumi preview``.
 
 A :class:`Subject` is one resource as a policy sees it: its type token, logical name, engine-named (camelCase)
-input properties, its parent's logical name, and ``additionalSecretOutputs``. ``secret_props`` names the top-level
+properties, its parent's logical name, and ``additionalSecretOutputs``. Resource policies get a resource's inputs;
+stack policies get every resource's outputs, so the component registers the settings its stack rules read
+(``scope``, ``assignments``, ...) as outputs as well as inputs. ``secret_props`` names the top-level
 properties known to be secret, or is None where that cannot be known: the CrossGuard Python SDK unwraps secrets
 before a policy sees them, so there the pack checks ``additionalSecretOutputs`` and leaves plaintext detection to
 the mock-based run (:mod:`reconciler.azure.declared`), where the secret markers survive.
@@ -134,7 +136,9 @@ def _assignment_required(subjects: Sequence[Subject]) -> Iterator[tuple[Subject,
 
 def _assigned_scope(subjects: Sequence[Subject]) -> Iterator[tuple[Subject, str]]:
     for app in (s for s in subjects if s.type == ENTERPRISE_APP):
-        count = len(_children(subjects, app, APP_ROLE_ASSIGNMENT))
+        declared = app.props.get("assignments")  # the component's output (a float off the wire), else count
+        count = (int(declared) if isinstance(declared, int | float) and not isinstance(declared, bool)
+                 else len(_children(subjects, app, APP_ROLE_ASSIGNMENT)))
         message = rules.assigned_scope_has_assignments(app.props.get("scope"), count)
         if message:
             yield app, message

@@ -12,6 +12,7 @@ from reconciler.errors import BaseUnavailable, ManifestError, Problem, Reconcile
 from reconciler.manifest import LoadedManifest
 from reconciler.manifest.load import load_bytes
 from reconciler.preview.azure_side import azure_side
+from reconciler.preview.entra_side import entra_side, is_entra, switched
 from reconciler.preview.gitrev import manifests_at
 from reconciler.preview.mask import PiiMasker
 from reconciler.preview.model import AppPreview, Preview, ScimResult
@@ -85,12 +86,20 @@ def build_preview(options: PreviewOptions) -> tuple[Preview, list[LoadedManifest
         else:
             side = azure_side(before, after)
     reviewed = {m.manifest.name: m for m in base} if base_known else None
-    live = scim_side(head, reviewed, directory=options.directory, target=options.target)
+    # one engine per app: Entra's job provisions an engine entra app, so its target is never planned
+    live = scim_side([m for m in head if not is_entra(m)], reviewed, directory=options.directory,
+                     target=options.target)
     names = sorted({m.manifest.name for m in head} | {m.manifest.name for m in base} | (side.apps if side else set()))
-    in_head = {m.manifest.name for m in head}
+    in_head = {m.manifest.name: m for m in head}
+    at_base = {m.manifest.name: m for m in base}
     for name in names:
         app = AppPreview(name, in_head=name in in_head, azure=side.of(name) if side else None)
-        app.scim = live.get(name, ScimResult(reason="")) if name in in_head else None
+        current = in_head.get(name)
+        if current is not None and is_entra(current):
+            app.entra = entra_side(current, at_base.get(name), base_known=base_known)
+        elif current is not None:
+            app.scim = live.get(name, ScimResult(reason=""))
+        app.switched = switched(current, at_base.get(name))
         preview.apps.append(app)
     return preview, head, base
 

@@ -53,11 +53,23 @@ class ScimResult:
 
 
 @dataclass
+class EntraSide:
+    """An ``engine: entra`` app's side instead of SCIM: how its job's synchronization schema (the managed part the
+    manifest compiles to) changes from the base revision, and where Entra's job will read the manifest otherwise."""
+
+    changes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    reason: str = ""  # why there is no diff, "" when there is one
+
+
+@dataclass
 class AppPreview:
     name: str
     in_head: bool = True
     azure: list[ResourceChange] | None = None  # None: the Azure side was not evaluated
-    scim: ScimResult | None = None             # None: not attempted (the manifest is removed, or invalid)
+    scim: ScimResult | None = None             # None: not attempted (manifest removed or invalid, engine entra)
+    entra: EntraSide | None = None             # engine entra in the working tree: Entra's job provisions it
+    switched: tuple[str, str] | None = None    # (base engine, head engine) when the change switches the app's engine
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.plan import DESTRUCTIVE, Step, step_order
 from reconciler.preview.mask import PiiMasker
-from reconciler.preview.model import AppPreview, Preview, ResourceChange
+from reconciler.preview.model import AppPreview, EntraSide, Preview, ResourceChange
 from reconciler.report.budget import LIMIT, Block, fit
 from reconciler.report.escape import code_span, escape_markdown, pre_text, strip_controls, table_row
 from reconciler.report.rows import Formatter, show, step_rows
@@ -95,7 +95,8 @@ class Renderer:
             lines += [self._summary_row(app) for app in p.apps]
             lines.append("")
         if p.valid and p.apps and not any(self._changes(app) for app in p.apps):
-            evaluated = all(a.scim is not None and a.scim.plan is not None for a in p.apps)
+            evaluated = all((a.scim is not None and a.scim.plan is not None)
+                            or (a.entra is not None and not a.entra.reason) for a in p.apps)
             azure = all(a.azure is not None for a in p.apps)
             if evaluated and azure:
                 lines += ["No changes on either side.", ""]
@@ -123,16 +124,23 @@ class Renderer:
             scim = [str(counts[k]) for k in ("create", "update", "disable", "delete")]
             extra = [f"{counts[k]} {k}" for k in ("adopt", "conflict") if counts.get(k)]
             other = ", ".join(extra)
+        elif app.entra is not None:
+            other = (f"Entra's job: {len(app.entra.changes)} schema change(s)" if not app.entra.reason
+                     else "Entra's job: schema not compared")
         elif app.scim is not None:
             other = "SCIM not evaluated"
         elif not app.in_head:
             other = "manifest removed"
+        if app.switched is not None:
+            other = ", ".join(filter(None, [f"engine {app.switched[0]} to {app.switched[1]}", other]))
         return self.row(app.name, *azure, *scim, other)
 
     @staticmethod
     def _changes(app: AppPreview) -> int:
         plan = app.scim.plan if app.scim else None
-        return len(app.azure or ()) + (len(plan.steps) if plan else 0) + (0 if app.in_head else 1)
+        entra = len(app.entra.changes) if app.entra else 0
+        return (len(app.azure or ()) + (len(plan.steps) if plan else 0) + entra + (0 if app.in_head else 1)
+                + (1 if app.switched else 0))
 
     def _flags(self, app: AppPreview) -> list[str]:
         flags = []
@@ -155,6 +163,14 @@ class Renderer:
         if not app.in_head:
             flags.append(f"> {name}: the manifest is removed; the reconciler leaves the app's SCIM target as it is "
                          "(nothing there is disabled or deleted).")
+        if app.switched == ("reconciler", "entra"):
+            flags.append(f"> :warning: {name}: switches from the reconciler to Entra's own synchronization job "
+                         "(`provisioning.engine: entra`): the reconciler stops driving its target, and Entra's job "
+                         "provisions it with the schema below once `pulumi up` applies it.")
+        elif app.switched == ("entra", "reconciler"):
+            flags.append(f"> :warning: {name}: switches from Entra's own synchronization job to the reconciler: "
+                         "the Pulumi program no longer declares the job, so `pulumi up` removes it; apply with the "
+                         "reconciler only after that, so the target never has two engines.")
         return flags
 
     def _not_evaluated(self) -> list[str]:
@@ -165,6 +181,9 @@ class Renderer:
             if app.scim is not None and app.scim.plan is None:
                 lines.append(f"- {code_span(app.name)}: SCIM side not evaluated: "
                              f"{escape_markdown(self.mask(app.scim.reason))}")
+            if app.entra is not None and app.entra.reason:
+                lines.append(f"- {code_span(app.name)}: Entra's schema not compared: "
+                             f"{escape_markdown(self.mask(app.entra.reason))}")
         return [*lines, ""] if lines else []
 
     def _checks(self) -> list[str]:
@@ -247,7 +266,22 @@ class Renderer:
             if plan.notes:
                 block.footer = ["", *(f"- {escape_markdown(self.mask(note))}" for note in plan.notes)]
             blocks.append(block)
+        if app.entra is not None and (app.entra.changes or app.entra.warnings):
+            blocks.append(self._entra_block(app, app.entra))
         return blocks
+
+    def _entra_block(self, app: AppPreview, entra: EntraSide) -> Block:
+        """The job's schema diff: Entra's job provisions the app, the reconciler never plans its target."""
+        name = escape_markdown(app.name)
+        block = Block(f"<code>{name}</code>: Entra's synchronization schema (Entra's job provisions this app), "
+                      f"{len(entra.changes)} change(s)", ["| object | change |", "|---|---|"])
+        for line in entra.changes:
+            kind, _, change = line.partition(": ")
+            block.rows.append(self.row(kind, change) if change else self.row("", line))
+        if entra.warnings:
+            block.footer = ["", "Where Entra's job will do otherwise than the manifest says:", "",
+                            *(f"- {escape_markdown(self.mask(w))}" for w in entra.warnings)]
+        return block
 
     def _azure_rows(self, change: ResourceChange) -> list[str]:
         name = self.mask(change.name)
