@@ -66,13 +66,18 @@ def atea() -> LoadedManifest:
     return load_manifest(ATEA)
 
 
-def atea_with(*pairs: str, file: str = "atea.yaml") -> LoadedManifest:
-    """The Atea example with exact pieces of text replaced: ``old, new, old, new, ...`` (each old occurs once)."""
+def atea_text(*pairs: str) -> str:
+    """The Atea example's text with exact pieces replaced: ``old, new, old, new, ...`` (each old occurs once)."""
     text = ATEA.read_text()
     for old, new in zip(pairs[::2], pairs[1::2], strict=True):
         assert text.count(old) == 1, old
         text = text.replace(old, new)
-    return load_text(text, file)
+    return text
+
+
+def atea_with(*pairs: str, file: str = "atea.yaml") -> LoadedManifest:
+    """The Atea example with exact pieces of text replaced (see :func:`atea_text`), loaded."""
+    return load_text(atea_text(*pairs), file)
 
 
 ENTRA = ("  scope: assigned\n", "  engine: entra\n  scope: assigned\n")

@@ -271,3 +271,16 @@ def test_a_closed_client_holds_no_token(graph: FakeGraph) -> None:
     with api:
         api.get_all(f"/servicePrincipals/{seeded(graph)[1]}/synchronization/jobs")
     assert TOKEN.encode() not in pickle.dumps(vars(api))
+
+
+def test_a_server_that_never_answers_is_given_up_on_after_two_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setenv(VARIABLE, TOKEN)
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:  # accepts (the kernel does), never answers
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        api = GraphClient(endpoint, token_env=VARIABLE, timeout=0.3, sleep=lambda _delay: None)
+        with api, pytest.raises(GraphApiError) as caught:
+            api.get("/servicePrincipals/x")
+    assert api.requests == 2
+    assert "twice; stopped" in str(caught.value) and "\n" not in str(caught.value)

@@ -32,34 +32,22 @@ from reconciler.expressions import FUNCTIONS
 from reconciler.expressions.parse import Attribute, Call, Compare, Literal, Node, parse
 from reconciler.manifest import Manifest, load_text
 from reconciler.manifest.model import SCOPING_OPERATORS
+from tests import azure_helpers
 from tests import graph_schemas as docs
+from tests.azure_helpers import ENTRA
+from tests.reconcile_helpers import GROUPS
 from tests.test_expressions_parse import _expressions
 from tests.test_functions import CASES
 
 ROOT = Path(__file__).resolve().parent.parent
-ATEA = ROOT / "manifests" / "atea.yaml"
-ENTRA = ("  scope: assigned\n", "  engine: entra\n  scope: assigned\n")
 ATEA_TARGETS = ["userName", "externalId", "active", 'emails[type eq "work"].value', "name.givenName",
                 "name.familyName", "name.formatted", 'phoneNumbers[type eq "mobile"].value', "locale", "nickName"]
-
-
-GROUPS = """  groups:
-    enabled: true
-    mappings:
-      - {target: displayName, source: displayName, matching: 1}
-      - {target: externalId, source: objectId}
-      - {target: members, source: members}
-"""
 
 
 def atea_text(*pairs: str, groups: bool = False) -> str:
     """manifests/atea.yaml with ``engine: entra`` inserted and exact pieces replaced (``old, new, ...``); with
     ``groups``, group provisioning added (the guide's Atea provisions users only)."""
-    text = ATEA.read_text() + (GROUPS if groups else "")
-    for old, new in zip((*ENTRA, *pairs)[::2], (*ENTRA, *pairs)[1::2], strict=True):
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    return text
+    return azure_helpers.atea_text(*ENTRA, *pairs) + (GROUPS if groups else "")
 
 
 def atea(*pairs: str, groups: bool = False) -> Manifest:

@@ -8,6 +8,11 @@ template's defaults. An ``entra``-engine custom app is instantiated from the non
 (Entra's provisioning needs an app made from a template), a gallery app from its ``galleryTemplateId``.
 The component's own inputs are the manifest's provisioning settings that policies check (scope, matching and
 filterable attributes, deletion threshold), so CrossGuard sees them beside the resources.
+
+``imports`` (logical name -> import id, the stack config ``imports.APP`` written by ``reconciler import
+--stack-imports``) adopts existing objects instead of creating them: the application, the service principal, the
+assignments and the job. The synchronization secret has no import (its create writes the keys it declares, as any
+later update does), and the schema resource reads and merges the live schema on create.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ class EnterpriseApp(pulumi.ComponentResource):
     role_ids: dict[str, str]
 
     def __init__(self, manifest: Manifest, *, scim_token: pulumi.Input[str] | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 imports: dict[str, str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, manifest.name, component_props(manifest), opts)
         name = manifest.name
         gallery = manifest.gallery_template_id is not None
@@ -48,6 +53,9 @@ class EnterpriseApp(pulumi.ComponentResource):
         principals = Principals(self)
         owners = [principals.owner(o) for o in manifest.owners]
         self.role_ids = {r.value: role_id(name, r.value) for r in manifest.roles}
+        logical_assignments = assignment_names(name, manifest.assignments)
+        imports = imports or {}
+        _check_imports(manifest, logical_assignments, imports)
 
         application = azuread.Application(
             f"{name}-app",
@@ -67,7 +75,7 @@ class EnterpriseApp(pulumi.ComponentResource):
                 for r in manifest.roles
             ],
             feature_tags=[azuread.ApplicationFeatureTagArgs(enterprise=True, gallery=gallery)],
-            opts=child,
+            opts=_adopting(child, imports, f"{name}-app"),
         )
         service_principal = azuread.ServicePrincipal(
             f"{name}-sp",
@@ -77,21 +85,20 @@ class EnterpriseApp(pulumi.ComponentResource):
             notification_email_addresses=[manifest.notification_email],
             owners=owners,
             feature_tags=[azuread.ServicePrincipalFeatureTagArgs(enterprise=True, gallery=gallery)],
-            opts=child,
+            opts=_adopting(child, imports, f"{name}-sp"),
         )
-        for logical, assignment in zip(assignment_names(name, manifest.assignments), manifest.assignments,
-                                       strict=True):
+        for logical, assignment in zip(logical_assignments, manifest.assignments, strict=True):
             azuread.AppRoleAssignment(
                 logical,
                 app_role_id=self.role_ids[assignment.role],
                 principal_object_id=principals.object_id(assignment.principal_type, assignment.principal),
                 resource_object_id=service_principal.object_id,
-                opts=child,
+                opts=_adopting(child, imports, logical),
             )
         if manifest.provisioning.engine == "entra":
             if scim_token is None:
                 raise ValueError(f"app {name!r}: provisioning.engine is 'entra' but no SCIM token was given")
-            _synchronization(manifest, service_principal, scim_token, child)
+            _synchronization(manifest, service_principal, scim_token, child, imports)
 
         self.client_id = application.client_id
         self.service_principal_object_id = service_principal.object_id
@@ -134,8 +141,29 @@ def notification_settings(manifest: Manifest) -> str:
     }, separators=(",", ":"))
 
 
+def importable(manifest: Manifest, logical_assignments: list[str]) -> list[str]:
+    """The logical names of the resources an existing object can be imported into."""
+    names = [f"{manifest.name}-app", f"{manifest.name}-sp", *logical_assignments]
+    return [*names, f"{manifest.name}-sync-job"] if manifest.provisioning.engine == "entra" else names
+
+
+def _check_imports(manifest: Manifest, logical_assignments: list[str], imports: dict[str, str]) -> None:
+    names = importable(manifest, logical_assignments)
+    for logical in imports:
+        if logical not in names:
+            raise pulumi.RunError(f"stack config imports.{manifest.name}: {logical!r} is not a resource of app "
+                                  f"{manifest.name!r} that can be imported (these can: {', '.join(names)})")
+
+
+def _adopting(opts: pulumi.ResourceOptions, imports: dict[str, str], logical: str) -> pulumi.ResourceOptions:
+    if logical not in imports:
+        return opts
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(import_=imports[logical]))
+
+
 def _synchronization(manifest: Manifest, service_principal: azuread.ServicePrincipal,
-                     scim_token: pulumi.Input[str], child: pulumi.ResourceOptions) -> None:
+                     scim_token: pulumi.Input[str], child: pulumi.ResourceOptions,
+                     imports: dict[str, str]) -> None:
     provisioning = manifest.provisioning
     credentials = [
         azuread.SynchronizationSecretCredentialArgs(key="BaseAddress", value=provisioning.target.url),
@@ -162,8 +190,9 @@ def _synchronization(manifest: Manifest, service_principal: azuread.ServicePrinc
         # Disabled until the schema is applied; SynchronizationJobStart starts it, and the provider must not pause
         # it again on the next update.
         enabled=False,
-        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[secret],
-                                                                        ignore_changes=["enabled"])),
+        opts=_adopting(pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[secret],
+                                                                                  ignore_changes=["enabled"])),
+                       imports, f"{manifest.name}-sync-job"),
     )
     job_id = job.id.apply(lambda value: value.rsplit("/", 1)[-1])   # /servicePrincipals/{sp}/synchronization/jobs/{id}
     endpoint = provisioning.directory.graph.endpoint

@@ -84,6 +84,7 @@ class Registration:
     secret_outputs: tuple[str, ...]
     dependencies: tuple[str, ...] = ()   # logical names: depends_on, and the resources whose outputs it takes
     ignore_changes: tuple[str, ...] = ()
+    import_id: str | None = None   # the import_ resource option: an existing object to adopt
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -110,6 +111,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 secret_outputs=tuple(request.additionalSecretOutputs),
                 dependencies=tuple(sorted(urn.rsplit("::", 1)[-1] for urn in request.dependencies)),
                 ignore_changes=tuple(request.ignoreChanges),
+                import_id=request.importId or None,
             ))
         response = super().RegisterResource(request)
         if request.custom and response.urn in self.resources:

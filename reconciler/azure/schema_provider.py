@@ -20,6 +20,7 @@ credential chain. Failures raise :class:`~reconciler.entra.graphapi.GraphApiErro
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -78,6 +79,15 @@ def _ids(id_: str, props: dict[str, Any]) -> dict[str, Any]:
     return {**props, "servicePrincipalId": sp_id, "jobId": job_id}
 
 
+def _diff(olds: dict[str, Any], news: dict[str, Any], settings: tuple[str, ...],
+          changed: Callable[[], bool]) -> dynamic.DiffResult:
+    """Another service principal or job replaces the resource; a changed setting, or ``changed()``, updates it."""
+    replaces = [k for k in IDENTITY if olds.get(k) != news.get(k)]
+    if replaces:
+        return dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
+    return dynamic.DiffResult(changes=any(olds.get(k) != news.get(k) for k in settings) or changed())
+
+
 class SynchronizationSchemaProvider(dynamic.ResourceProvider):
     """The managed part of a provisioning job's synchronizationSchema; see the module's description."""
 
@@ -101,11 +111,7 @@ class SynchronizationSchemaProvider(dynamic.ResourceProvider):
         return dynamic.UpdateResult(self._apply(_inputs(news)))
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        replaces = [k for k in IDENTITY if olds.get(k) != news.get(k)]
-        if replaces:
-            return dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
-        settings = any(olds.get(k) != news.get(k) for k in ("graphEndpoint", "tokenEnv", "templateId"))
-        return dynamic.DiffResult(changes=settings or self._drifted(olds, news))
+        return _diff(olds, news, ("graphEndpoint", "tokenEnv", "templateId"), lambda: self._drifted(olds, news))
 
     @staticmethod
     def _drifted(olds: dict[str, Any], news: dict[str, Any]) -> bool:
@@ -193,11 +199,7 @@ class SynchronizationJobStartProvider(dynamic.ResourceProvider):
         return dynamic.UpdateResult(self._start(_inputs(news)))
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        replaces = [k for k in IDENTITY if olds.get(k) != news.get(k)]
-        if replaces:
-            return dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=True)
-        settings = any(olds.get(k) != news.get(k) for k in ("graphEndpoint", "tokenEnv"))
-        return dynamic.DiffResult(changes=settings or olds.get("state") != "Active")
+        return _diff(olds, news, ("graphEndpoint", "tokenEnv"), lambda: olds.get("state") != "Active")
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         props = _ids(id_, _inputs(props))

@@ -319,16 +319,22 @@ class GraphReader:
         return self._retry.backoff(min(retries, 30) + 1)
 
     def _describe(self, error: Exception) -> str:
-        name = type(error).__name__
-        if isinstance(error, httpx.TimeoutException):
-            return f"no answer within {self._timeout:g}s ({name})"
-        if isinstance(error, TimeoutError):
-            return f"no complete answer within {self._deadline:g}s"
-        text = " ".join(str(error).split())
-        if not isinstance(error, httpx.TransportError):
-            return f"{name}: {text}" if text else name
-        what = "cannot connect" if isinstance(error, httpx.ConnectError) else "connection failed"
-        return f"{what} ({name}: {text})" if text else f"{what} ({name})"
+        return describe_http_error(error, self._timeout, self._deadline)
+
+
+def describe_http_error(error: Exception, timeout: float, deadline: float) -> str:
+    """One phrase for a failed request: no answer within ``timeout`` (httpx's), no complete answer within
+    ``deadline`` (a ``TimeoutError``), cannot connect, or the error itself."""
+    name = type(error).__name__
+    if isinstance(error, httpx.TimeoutException):
+        return f"no answer within {timeout:g}s ({name})"
+    if isinstance(error, TimeoutError):
+        return f"no complete answer within {deadline:g}s"
+    text = " ".join(str(error).split())
+    if not isinstance(error, httpx.TransportError):
+        return f"{name}: {text}" if text else name
+    what = "cannot connect" if isinstance(error, httpx.ConnectError) else "connection failed"
+    return f"{what} ({name}: {text})" if text else f"{what} ({name})"
 
 
 class _ChainCredential:

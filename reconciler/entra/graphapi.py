@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
+from reconciler.directory.graph import describe_http_error
 from reconciler.errors import ReconcilerError
 from reconciler.scim.retry import RetryPolicy, parse_retry_after
 from reconciler.secrets import register_secret, scrub
@@ -179,7 +180,7 @@ class GraphClient:
         path = httpx.URL(url).path
         shown = f"Microsoft Graph: {method} {path}"
         idempotent = method in IDEMPOTENT
-        retries, waited, refreshed = 0, 0.0, False
+        retries, waited, refreshed, slow = 0, 0.0, False, 0
         while True:
             token = self._current_token()
             self.requests += 1
@@ -191,6 +192,10 @@ class GraphClient:
                 failure, delay = f"{shown}: {self._describe(exc)}", self._backoff(retries)
                 if not idempotent:
                     raise GraphApiError(f"{failure}; not sent again (it may have been applied)") from None
+                if isinstance(exc, httpx.TimeoutException | _Late):
+                    slow += 1
+                    if slow > 1:  # a server that let two deadlines pass is hanging, not busy: stop early
+                        raise GraphApiError(f"{failure}, twice; stopped") from None
             except httpx.HTTPError as exc:  # e.g. a body that does not decode as its Content-Encoding says
                 raise GraphApiError(f"{shown}: unreadable answer ({self._describe(exc)})") from None
             else:
@@ -286,19 +291,10 @@ class GraphClient:
         return self._retry.backoff(min(retries, 30) + 1)
 
     def _describe(self, error: Exception) -> str:
-        name = type(error).__name__
-        if isinstance(error, httpx.TimeoutException):
-            return f"no answer within {self._timeout:g}s ({name})"
-        if isinstance(error, _Late):
-            return f"no complete answer within {self._deadline:g}s"
-        text = " ".join(str(error).split())
-        if not isinstance(error, httpx.TransportError):
-            return f"{name}: {text}" if text else name
-        what = "cannot connect" if isinstance(error, httpx.ConnectError) else "connection failed"
-        return f"{what} ({name}: {text})" if text else f"{what} ({name})"
+        return describe_http_error(error, self._timeout, self._deadline)
 
 
-class _Late(Exception):
+class _Late(TimeoutError):
     """The answer did not complete within the request's deadline."""
 
 
