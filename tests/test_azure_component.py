@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -11,11 +12,11 @@ import pytest
 from reconciler.azure.component import EnterpriseApp
 from reconciler.azure.declared import OFFLINE_TOKEN, declared, use_mocks
 from reconciler.azure.ids import role_id
-from reconciler.azure.program import config_token, declare
+from reconciler.azure.program import config_imports, config_token, declare, main
 from reconciler.entra.schema import compile_schema
 from reconciler.manifest import LoadedManifest
 from reconciler.policy.rules import DEFAULT_ACCESS_ROLE_ID
-from tests.azure_helpers import ENTRA, GROUPS, USERS, Tenant, atea, atea_with
+from tests.azure_helpers import ATEA, ENTRA, GROUPS, USERS, Tenant, atea, atea_with
 
 APPLICATION = "application:Application"
 SERVICE_PRINCIPAL = "servicePrincipal:ServicePrincipal"
@@ -270,3 +271,89 @@ def test_entra_engine_listing_masks_the_token_and_omits_the_pickled_provider() -
     types = {r.name: r.type for r in listing.resources}
     assert types["atea-sync-schema"] == "pulumi-python:dynamic/reconciler:SynchronizationSchema"
     assert types["atea-sync-start"] == "pulumi-python:dynamic/reconciler:SynchronizationJobStart"
+
+
+# -- adopting existing objects: the import_ resource option -------------------------------------------------------
+
+SP_OBJECT_ID = "5b2f8c1e-3d4a-4e6f-9a0b-1c2d3e4f5a6b"
+ADOPTED = {
+    "atea-app": "/applications/9e8d7c6b-5a49-4837-a261-50f4e3d2c1b0",
+    "atea-sp": SP_OBJECT_ID,
+    "atea-group-atea-admins-admin": f"/servicePrincipals/{SP_OBJECT_ID}/appRoleAssignedTo/Mr4bT8zK1FXe2y0b3c4",
+    "atea-sync-job": f"/servicePrincipals/{SP_OBJECT_ID}/synchronization/jobs/scim.1f2e3d4c.{SP_OBJECT_ID}",
+}
+
+
+def declare_adopting(loaded: LoadedManifest, imports: dict[str, str] | None, token: str | None = None) -> None:
+    @pulumi.runtime.test
+    def program() -> None:
+        EnterpriseApp(loaded.manifest, scim_token=token, imports=imports)
+
+    program()
+
+
+def test_named_resources_carry_their_import_id_and_no_other_does(tenant: Tenant) -> None:
+    declare_adopting(atea_with(*ENTRA), ADOPTED, token="tok")
+    imported = {r.name: r.import_id for r in tenant.registrations if r.import_id is not None}
+    assert imported == ADOPTED
+    not_imported = {r.name for r in tenant.registrations if r.import_id is None}
+    assert {"atea-group-atea-users-user", "atea-user-adele-vance-contoso-com-admin", "atea-sync-secret",
+            "atea-sync-schema", "atea-sync-start", "atea"} <= not_imported
+    job = tenant.one(JOB)   # the import adds to the job's options, it does not replace them
+    assert job.ignore_changes == ("enabled",) and "atea-sync-secret" in job.dependencies
+    assert tenant.one(APPLICATION).parent == "atea"
+
+
+def test_without_imports_nothing_is_imported_and_the_inputs_are_the_same(tenant: Tenant) -> None:
+    declare_adopting(atea(), None)
+    plain = sorted((r.name, r.inputs, r.dependencies, r.ignore_changes) for r in tenant.registrations)
+    assert all(r.import_id is None for r in tenant.registrations)
+    tenant.registrations.clear()
+    use_mocks(tenant, stack="dev")
+    declare_adopting(atea(), {"atea-app": ADOPTED["atea-app"]})
+    adopted = sorted((r.name, r.inputs, r.dependencies, r.ignore_changes) for r in tenant.registrations)
+    assert adopted == plain   # an import changes the options only, never what is declared
+
+
+@pytest.mark.parametrize("name", ["atea-ap", "atea-sync-secret", "atea-sync-job"])
+def test_a_name_the_app_cannot_import_fails_in_one_line(tenant: Tenant, name: str) -> None:
+    # atea-sync-job: a reconciler-engine app declares no job; a synchronization secret has no import
+    with pytest.raises(pulumi.RunError) as caught:
+        declare_adopting(atea(), {name: "/applications/x"})
+    message = str(caught.value)
+    assert "\n" not in message and f"'{name}'" in message and "imports.atea" in message
+    assert tenant.of(APPLICATION) == []   # refused before anything is declared
+
+
+def test_the_program_reads_imports_from_stack_config(tenant: Tenant, tmp_path: Path) -> None:
+    (tmp_path / "atea.yaml").write_text(ATEA.read_text())
+    imports = {"atea": {"atea-app": ADOPTED["atea-app"], "atea-sp": SP_OBJECT_ID}}
+    pulumi.runtime.set_all_config({"reconciler:manifests": str(tmp_path), "reconciler:imports": json.dumps(imports)},
+                                  [])
+    try:
+        pulumi.runtime.test(main)()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    assert tenant.one(APPLICATION).import_id == ADOPTED["atea-app"]
+    assert tenant.one(SERVICE_PRINCIPAL).import_id == SP_OBJECT_ID
+    assert all(r.import_id is None for r in tenant.of(ASSIGNMENT))
+
+
+@pytest.mark.parametrize(("imports", "expected"), [
+    ({"atae": {"atea-app": "/applications/x"}}, "imports.atae: no manifest is named 'atae'"),
+    ({"atea": {"atea-app": 42}}, "stack config imports: expected {APP: {LOGICAL_NAME: IMPORT_ID}}"),
+    (["atea-app"], "stack config imports: expected"),
+])
+def test_stack_config_imports_that_cannot_apply_fail_in_one_line(tenant: Tenant, imports: object,
+                                                                  expected: str) -> None:
+    pulumi.runtime.set_all_config({"reconciler:imports": json.dumps(imports)}, [])
+    try:
+        @pulumi.runtime.test
+        def program() -> None:
+            declare([atea()], config_token(pulumi.Config()), config_imports(pulumi.Config()))
+
+        with pytest.raises(pulumi.RunError) as caught:
+            program()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    assert expected in str(caught.value) and "\n" not in str(caught.value)

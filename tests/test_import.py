@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from reconciler.cli import main
-from reconciler.entra.imported import GraphApp, ImportFailure, ImportOptions, import_app
+from reconciler.entra.imported import GraphApp, ImportFailure, ImportOptions, import_app, stack_imports
 from reconciler.entra.managed import comparable, managed_part
 from reconciler.entra.schema import compile_schema
 from reconciler.manifest import load_manifest
@@ -436,3 +436,106 @@ def test_role_functions_with_sync_all_and_unstable_matching_are_reported() -> No
     assert "roles" not in written and "matching" not in written["displayName"]
     assert any(line.startswith("users: roles: app role functions need scope: assigned") for line in imported.report)
     assert any(line.startswith("users: displayName: a matching attribute's value") for line in imported.report)
+
+
+# -- --stack-imports: the existing objects the first pulumi up adopts ------------------------------------------------
+
+SP_ID = "5b2f8c1e-3d4a-4e6f-9a0b-1c2d3e4f5a6b"
+JOB_ID = f"scim.1f2e3d4c5b6a47988796a5b4c3d2e1f0.{SP_ID}"
+EXPECTED_IMPORTS = {
+    "atea-app": "/applications/9e8d7c6b-5a49-4837-a261-50f4e3d2c1b0",
+    "atea-sp": SP_ID,
+    "atea-group-3c1d9e7f-2a4b-4c6d-8e0f-1a2b3c4d5e6f-user":
+        f"/servicePrincipals/{SP_ID}/appRoleAssignedTo/Lq3aS7yJ0EWd1x9a2b3c4d5e6f7g8h9i0j1k2l3m4n5",
+    "atea-group-4d2e0f8a-3b5c-4d7e-9f1a-2b3c4d5e6f7a-admin":
+        f"/servicePrincipals/{SP_ID}/appRoleAssignedTo/Mr4bT8zK1FXe2y0b3c4d5e6f7g8h9i0j1k2l3m4n5o6",
+    "atea-user-6f4a2b0c-5d7e-4f9a-b1c3-4d5e6f7a8b9c-admin":
+        f"/servicePrincipals/{SP_ID}/appRoleAssignedTo/Ns5cU9aL2GYf3z1c4d5e6f7g8h9i0j1k2l3m4n5o6p7",
+    "atea-sync-job": f"/servicePrincipals/{SP_ID}/synchronization/jobs/{JOB_ID}",
+}
+
+
+def run_script(script: Path, tmp_path: Path) -> list[list[str]]:
+    """Run the script with sh and a stand-in ``pulumi`` on PATH; the arguments of each call it made."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    stub = bin_dir / "pulumi"
+    stub.write_text('#!/bin/sh\nfor arg in "$@"; do printf \'%s\\037\' "$arg"; done >> "$CALLS"\necho >> "$CALLS"\n')
+    stub.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(log)}
+    result = subprocess.run(["sh", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return [line.split("\x1f")[:-1] for line in log.read_text().splitlines()]
+
+
+def config_sets(calls: list[list[str]], app: str = "atea") -> dict[str, str]:
+    sets: dict[str, str] = {}
+    for call in calls:
+        assert call[:3] == ["config", "set", "--path"] and len(call) == 5, call
+        prefix, _, logical = call[3].rpartition(".")
+        assert prefix == f"imports.{app}", call
+        sets[logical] = call[4]
+    return sets
+
+
+def test_stack_imports_name_each_object_found_by_the_program_logical_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler.azure.declared import declared_paths  # imports Pulumi
+
+    out, script = tmp_path / "atea.yaml", tmp_path / "imports.sh"
+    code, _, err = run(capsys, "import", "--from", str(SAMPLE), "--out", str(out), "--stack-imports", str(script))
+    assert code == 0, err
+    assert err.splitlines()[-1] == (f"note: the stack imports are in {script}; run it with sh before the first "
+                                    "pulumi up")
+    text = script.read_text()
+    assert text.startswith("#!/bin/sh\n# ")
+    calls = run_script(script, tmp_path)
+    sets = config_sets(calls)
+    assert sets == EXPECTED_IMPORTS   # Megan Bowen (Default Access) and the service principal were not written
+    declared = {r.name: r.type for r in declared_paths([out]).resources}
+    assert set(sets) <= set(declared)
+    assert declared["atea-app"] == "azuread:index/application:Application"
+    assert declared["atea-sync-job"] == "azuread:index/synchronizationJob:SynchronizationJob"
+    assignments = {name for name, kind in declared.items() if kind.endswith("AppRoleAssignment")}
+    assert assignments == {name for name in sets if name.startswith(("atea-group-", "atea-user-"))}
+
+
+def test_stack_import_ids_reach_pulumi_unchanged_whatever_graph_returned(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    odd = "scim.$(touch pwned).`touch pwned2`;'x' \"y\"\\z"
+    jobs = sample("synchronizationJobs.json")
+    jobs["value"][0]["id"] = odd
+    folder = copy_sample(tmp_path / "saved", **{"synchronizationJobs.json": jobs})
+    script = tmp_path / "imports.sh"
+    code, _, err = run(capsys, "import", "--from", str(folder), "--stack-imports", str(script))
+    assert code == 0, err
+    sets = config_sets(run_script(script, tmp_path))
+    assert sets["atea-sync-job"] == f"/servicePrincipals/{SP_ID}/synchronization/jobs/{odd}"
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
+
+
+def test_an_existing_stack_imports_file_is_kept_unless_forced(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out, script = tmp_path / "atea.yaml", tmp_path / "imports.sh"
+    script.write_text("keep me\n")
+    code, _, err = run(capsys, "import", "--from", str(SAMPLE), "--out", str(out), "--stack-imports", str(script))
+    assert code == 1 and err.strip() == f"{script}: already exists; pass --force to overwrite it"
+    assert script.read_text() == "keep me\n" and not out.exists()   # refused before anything is written
+    code, _, err = run(capsys, "import", "--from", str(SAMPLE), "--out", str(out), "--stack-imports", str(script),
+                       "--force")
+    assert code == 0, err
+    assert "pulumi config set --path imports.atea.atea-app " in script.read_text()
+
+
+def test_stack_imports_leave_out_an_assignment_without_an_id_and_need_the_object_ids() -> None:
+    assignments = sample("appRoleAssignedTo.json")["value"]
+    del assignments[1]["id"]
+    app = saved_app(assignments=assignments)
+    imported = import_app(app, ImportOptions())
+    names = ["first", "second", "third"]
+    ids = stack_imports(imported, app, names)
+    assert "first" in ids and "second" not in ids and "third" in ids
+    bare = saved_app(service_principal={k: v for k, v in sample("servicePrincipal.json").items() if k != "id"})
+    with pytest.raises(ImportFailure, match="servicePrincipal: no id, which the stack imports need"):
+        stack_imports(import_app(bare, ImportOptions()), bare, names)

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PURE = ("reconciler.manifest", "reconciler.expressions", "reconciler.scope", "reconciler.match",
         "reconciler.desired", "reconciler.plan", "reconciler.report", "reconciler.scim.livestate",
         "reconciler.azure.listing", "reconciler.preview.model", "reconciler.preview.render",
-        "reconciler.state.model", "reconciler.ledger", "reconciler.directory.changes")
+        "reconciler.state.model", "reconciler.ledger", "reconciler.directory.changes",
+        "reconciler.entra.schema", "reconciler.entra.managed", "reconciler.entra.imported")
 EDGE = ("httpx", "pulumi", "pulumi_azuread", "azure")
 
 _PROBE = """

@@ -1,4 +1,5 @@
-"""``reconciler import (--service-principal ID | --from DIR) [--out FILE]``: an existing Entra app as a manifest.
+"""``reconciler import (--service-principal ID | --from DIR) [--out FILE] [--stack-imports FILE]``: an existing
+Entra app as a manifest.
 
 The app's configuration is read from Microsoft Graph (``--service-principal``: the service principal, its
 application, ``appRoleAssignedTo``, the synchronization jobs, the first job's schema, the secrets and the
@@ -7,6 +8,10 @@ application's owners) or from those responses saved as files (``--from DIR``, se
 schema modeline to ``--out`` (never over an existing file unless ``--force``) or stdout. The report, one line per
 thing the manifest cannot express, goes to stderr. The SecretToken is never read into the manifest or the report;
 its value is registered as a secret, so no output can carry it either.
+
+``--stack-imports FILE`` also writes a shell script of ``pulumi config set --path imports.APP.NAME ID`` commands,
+one per object found that the manifest declares, so that the first ``pulumi up`` adopts the existing objects
+(Pulumi's ``import`` resource option, :mod:`reconciler.azure.program`) instead of creating a second app.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import io
 import json
 import os
 import re
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +31,18 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
-from reconciler.entra.imported import GraphApp, Imported, ImportFailure, ImportOptions, Loc, import_app, one_line
+from reconciler.azure.ids import assignment_names
+from reconciler.entra.imported import (
+    GraphApp,
+    Imported,
+    ImportFailure,
+    ImportOptions,
+    Loc,
+    import_app,
+    one_line,
+    stack_imports,
+)
+from reconciler.manifest import load_text
 from reconciler.manifest.model import GRAPH_ENDPOINT
 from reconciler.outputs import write_private
 from reconciler.policy.rules import SECRET_TOKEN_KEY
@@ -65,7 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--service-principal", metavar="ID", help="the service principal's object id")
     source.add_argument("--from", dest="from_dir", metavar="DIR", help="a folder of saved Graph responses")
     parser.add_argument("--out", metavar="FILE", help="the manifest to write (default: stdout)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    parser.add_argument("--stack-imports", metavar="FILE",
+                        help="also write a shell script of 'pulumi config set --path imports...' commands, so "
+                             "that the first 'pulumi up' adopts the existing objects instead of creating them")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out or --stack-imports file")
     parser.add_argument("--name", help="the manifest name (default: made from the displayName)")
     parser.add_argument("--token-env", metavar="NAME",
                         help="the variable holding the SCIM token (default: <NAME>_SCIM_TOKEN)")
@@ -83,8 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out and os.path.lexists(args.out) and not args.force:
-        raise ImportFailure(f"{args.out}: already exists; pass --force to overwrite it")
+    for path in (args.out, args.stack_imports):
+        if path and os.path.lexists(path) and not args.force:
+            raise ImportFailure(f"{path}: already exists; pass --force to overwrite it")
     app = read_folder(args.from_dir) if args.from_dir else read_graph(
         args.service_principal, args.graph_endpoint, args.graph_token_env)
     options = ImportOptions(token_env=args.token_env, notification_email=args.notification_email,
@@ -92,15 +113,21 @@ def run(args: argparse.Namespace) -> int:
     imported = import_app(app, options)
     text = render(imported, schema_ref(args.out))
     check(text)
+    script = imports_script(imported, app, text) if args.stack_imports else None
     if args.out:
         write_private(args.out, text)
     else:
         sys.stdout.write(text)
+    if script is not None:
+        write_private(args.stack_imports, script)
     for line in imported.report:
         print(f"not expressed: {line}", file=sys.stderr)
     where = args.out or "stdout"
     print(f"imported {imported.manifest['name']} to {where} ({len(imported.report)} report line(s))",
           file=sys.stderr)
+    if args.stack_imports:
+        print(f"note: the stack imports are in {args.stack_imports}; run it with sh before the first pulumi up",
+              file=sys.stderr)
     return 0
 
 
@@ -264,6 +291,23 @@ def _flow_item(loc: Loc) -> bool:
     if len(loc) >= 2 and isinstance(loc[-1], int) and loc[-2] in _FLOW_ITEMS:
         return True
     return len(loc) >= 3 and loc[-3] == "scopingFilters"
+
+
+def imports_script(imported: Imported, app: GraphApp, text: str) -> str:
+    """The ``pulumi config set --path`` commands that name, for the written manifest ``text``, each existing object
+    its first ``pulumi up`` adopts."""
+    manifest = load_text(text, "imported.yaml").manifest
+    ids = stack_imports(imported, app, assignment_names(manifest.name, manifest.assignments))
+    lines = [
+        "#!/bin/sh",
+        f"# Written by reconciler import: the existing Entra objects of app {manifest.name} that the stack adopts",
+        "# (stack config imports.APP.LOGICAL_NAME = the import id). Run it in the Pulumi project, on the stack that",
+        f"# will hold the app; then pulumi preview, pulumi up, and pulumi config rm --path imports.{manifest.name}",
+        "set -e",
+    ]
+    lines += [f"pulumi config set --path {shlex.quote(f'imports.{manifest.name}.{logical}')} {shlex.quote(value)}"
+              for logical, value in ids.items()]
+    return "\n".join(lines) + "\n"
 
 
 def check(text: str) -> None:

@@ -14,6 +14,9 @@ filter group that cannot be expressed is dropped whole: dropping one of its clau
 
 The ``SecretToken`` secret is skipped before its value is looked at: it reaches neither the manifest nor the
 report.
+
+:func:`stack_imports` gives the Pulumi import id of each existing object the manifest declares, by the Pulumi
+program's logical name, so that the first ``pulumi up`` adopts the app instead of creating a second one.
 """
 
 from __future__ import annotations
@@ -106,16 +109,49 @@ class ImportOptions:
 
 @dataclass
 class Imported:
-    """The manifest (plain values, camelCase keys), the report, and end-of-line comments by the key they follow."""
+    """The manifest (plain values, camelCase keys), the report, and end-of-line comments by the key they follow;
+    ``assignment_ids``: the Graph id of the appRoleAssignment each written assignment came from, in order."""
 
     manifest: dict[str, Any]
     report: list[str]
     comments: dict[Loc, str] = field(default_factory=dict)
+    assignment_ids: list[str | None] = field(default_factory=list)
 
 
 def import_app(app: GraphApp, options: ImportOptions) -> Imported:
     """The manifest that mirrors ``app``'s configuration, and the report of what it cannot express."""
     return _Importer(app, options).run()
+
+
+def stack_imports(imported: Imported, app: GraphApp, assignment_names: Sequence[str]) -> dict[str, str]:
+    """Logical name -> import id (as the azuread provider documents it) of each object found that the manifest
+    declares: the application, the service principal, each written assignment, the job (``engine: entra``).
+
+    ``assignment_names`` are the program's logical names of the manifest's assignments, in the order written
+    (``reconciler.azure.ids.assignment_names``). An assignment whose Graph item had no id is left out.
+    """
+    manifest = imported.manifest
+    name = manifest["name"]
+    written = manifest.get("assignments", [])
+    if len(assignment_names) != len(written) or len(imported.assignment_ids) != len(written):
+        raise ValueError(f"{len(assignment_names)} assignment names for {len(written)} assignments")
+    application = _object_id(app, "application", app.application)
+    service_principal = _object_id(app, "servicePrincipal", app.service_principal)
+    ids = {f"{name}-app": f"/applications/{application}", f"{name}-sp": service_principal}
+    for logical, graph_id in zip(assignment_names, imported.assignment_ids, strict=True):
+        if graph_id is not None:
+            ids[logical] = f"/servicePrincipals/{service_principal}/appRoleAssignedTo/{graph_id}"
+    job_id = app.jobs[0].get("id") if app.jobs else None
+    if manifest.get("provisioning", {}).get("engine") == "entra" and isinstance(job_id, str) and job_id:
+        ids[f"{name}-sync-job"] = f"/servicePrincipals/{service_principal}/synchronization/jobs/{job_id}"
+    return ids
+
+
+def _object_id(app: GraphApp, part: str, holder: Mapping[str, Any]) -> str:
+    value = holder.get("id")
+    if not isinstance(value, str) or not value:
+        raise ImportFailure(f"{app.where(part)}: no id, which the stack imports need")
+    return value
 
 
 def one_line(text: object) -> str:
@@ -190,11 +226,11 @@ class _Importer:
         roles, role_values = self._roles()
         if roles:
             manifest["roles"] = roles
-        assignments = self._assignments(role_values)
+        assignments, assignment_ids = self._assignments(role_values)
         if assignments:
             manifest["assignments"] = assignments
         manifest["provisioning"] = self._provisioning(name, secrets, settings)
-        return Imported(manifest, self.report, self.comments)
+        return Imported(manifest, self.report, self.comments, assignment_ids)
 
     def _name(self, display_name: str) -> str:
         if self.options.name is not None:
@@ -303,8 +339,10 @@ class _Importer:
                 values[app_role["id"].lower()] = value
         return roles, values
 
-    def _assignments(self, role_values: Mapping[str, str]) -> list[dict[str, Any]]:
+    def _assignments(self, role_values: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[str | None]]:
+        """The manifest's assignments, and the Graph id of the item each one came from."""
         assignments: list[dict[str, Any]] = []
+        ids: list[str | None] = []
         for item in self.app.assignments:
             kind = item.get("principalType")
             principal, label = item.get("principalId"), one_line(item.get("principalDisplayName") or "?")
@@ -331,7 +369,8 @@ class _Importer:
             if item.get("principalDisplayName"):
                 self.comments[("assignments", len(assignments))] = label
             assignments.append(entry)
-        return assignments
+            ids.append(item["id"] if isinstance(item.get("id"), str) and item["id"] else None)
+        return assignments, ids
 
     # -- secrets -----------------------------------------------------------------------------------------------
 
