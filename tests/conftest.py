@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+# hypothesis is loaded now: its plugin imports it at the session's end otherwise, where a run of only the Pulumi
+# tests has left CPython's AST recursion counter off and the import fails.
+import hypothesis  # noqa: F401
 import pytest
 
 from reconciler.target.serve import serving_target

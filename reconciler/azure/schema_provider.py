@@ -79,6 +79,16 @@ def _ids(id_: str, props: dict[str, Any]) -> dict[str, Any]:
     return {**props, "servicePrincipalId": sp_id, "jobId": job_id}
 
 
+def _found(graph: GraphClient, path: str) -> dict[str, Any] | None:
+    """The object at ``path``, or None when Graph answers 404 (it is gone)."""
+    try:
+        return graph.get(path)
+    except GraphApiError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
 def _diff(olds: dict[str, Any], news: dict[str, Any], settings: tuple[str, ...],
           changed: Callable[[], bool]) -> dynamic.DiffResult:
     """Another service principal or job replaces the resource; a changed setting, or ``changed()``, updates it."""
@@ -126,23 +136,17 @@ class SynchronizationSchemaProvider(dynamic.ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         props = _ids(id_, _inputs(props))
         with _client(props) as graph:
-            try:
-                live = graph.get(f"{_job_path(props)}/schema")
-            except GraphApiError as error:
-                if error.status == 404:
-                    return dynamic.ReadResult("", {})   # the job is gone, and its schema with it
-                raise
+            live = _found(graph, f"{_job_path(props)}/schema")
+        if live is None:
+            return dynamic.ReadResult("", {})   # the job is gone, and its schema with it
         return dynamic.ReadResult(id_, {**props, **self._state(live)})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         props = _ids(id_, _inputs(props))
         with _client(props) as graph:
-            try:
-                job = graph.get(_job_path(props))
-            except GraphApiError as error:
-                if error.status == 404:
-                    return
-                raise
+            job = _found(graph, _job_path(props))
+            if job is None:
+                return
             template_id = str(job.get("templateId") or props.get("templateId") or "")
             templates = graph.get_all(f"/servicePrincipals/{segment(str(props['servicePrincipalId']))}"
                                       "/synchronization/templates")
@@ -204,12 +208,9 @@ class SynchronizationJobStartProvider(dynamic.ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         props = _ids(id_, _inputs(props))
         with _client(props) as graph:
-            try:
-                job = graph.get(_job_path(props))
-            except GraphApiError as error:
-                if error.status == 404:
-                    return dynamic.ReadResult("", {})
-                raise
+            job = _found(graph, _job_path(props))
+        if job is None:
+            return dynamic.ReadResult("", {})
         return dynamic.ReadResult(id_, {**props, "state": _state(job)})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
