@@ -34,9 +34,7 @@ import io
 import json
 import os
 import pstats
-import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -47,8 +45,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,14 +65,12 @@ from reconciler.state.store import (  # noqa: E402
     open_session,
     parse_journal,
 )
+from tests.azurite import BINARY as AZURITE_BINARY  # noqa: E402
+from tests.azurite import AzuriteError  # noqa: E402
+from tests.azurite import running as running_azurite  # noqa: E402
 
 MANIFEST = ROOT / "manifests" / "atea.yaml"
 SAMPLE = ROOT / "examples" / "directory.json"
-AZURITE = ROOT / "node_modules" / ".bin" / "azurite-blob"
-# The emulator's published development account and key (the same in every Azurite and in Azure's docs).
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-LISTENING = re.compile(rb"listens on http://127\.0\.0\.1:(\d+)")
 NOW = "2025-01-01T00:00:00Z"
 WAIT = 5.0
 
@@ -268,40 +262,16 @@ def backend_rows(report: Report, backend: Backend, label: str, app: str, target:
 @contextlib.contextmanager
 def azurite() -> Iterator[str | None]:
     """A connection string to an Azurite blob service on loopback (in memory), or None when it is not installed."""
-    if not AZURITE.exists():
+    if not AZURITE_BINARY.exists():
         yield None
         return
-    workdir = Path(tempfile.mkdtemp(prefix="azurite-"))
-    log_path = workdir / "azurite.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence",
-             "--disableTelemetry", "--skipApiVersionCheck", "--silent"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        port = serving = 0
-        while not serving and time.monotonic() < deadline and process.poll() is None:
-            found = LISTENING.search(log_path.read_bytes())
-            port = int(found.group(1)) if found else 0
-            if port:
-                with contextlib.suppress(httpx.TransportError):
-                    httpx.get(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}?comp=list", timeout=2)
-                    serving = port  # any answer (unauthenticated: 403) means it serves
-            time.sleep(0.1)
-        if not serving:
-            raise SystemExit(f"{AZURITE.relative_to(ROOT)}: did not start: "
-                             f"{log_path.read_text(errors='replace').strip()[-300:] or '(no output)'}")
-        yield (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-               f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-        shutil.rmtree(workdir, ignore_errors=True)
+        stack = contextlib.ExitStack()
+        connection = stack.enter_context(running_azurite())
+    except AzuriteError as error:
+        raise SystemExit(str(error)) from None
+    with stack:
+        yield connection
 
 
 # -- one size ----------------------------------------------------------------------------------------------------
@@ -421,7 +391,7 @@ def main() -> int:
         else:
             connection = stack.enter_context(azurite())
             if connection is None:
-                print(f"azblob: skipped ({AZURITE.relative_to(ROOT)} is not installed: npm ci)")
+                print(f"azblob: skipped ({AZURITE_BINARY.relative_to(ROOT)} is not installed: npm ci)")
         for count in args.users:
             reports.append(bench(count, manifest, Path(workdir), args, connection))
     elapsed = time.perf_counter() - started

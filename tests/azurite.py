@@ -7,6 +7,7 @@ development account ``devstoreaccount1``); each test uses containers of its own 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -38,12 +39,28 @@ def container_name() -> str:
     return f"t-{uuid.uuid4().hex[:20]}"
 
 
+class AzuriteError(RuntimeError):
+    """Azurite did not start."""
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[str]:
     """A running Azurite blob service on loopback; its connection string."""
     if not BINARY.exists():
         pytest.fail(f"{BINARY.relative_to(ROOT)} is missing: run `make test` (it installs Azurite with npm ci)",
                     pytrace=False)
+    with contextlib.ExitStack() as stack:
+        try:
+            connection = stack.enter_context(running())
+        except AzuriteError as error:
+            pytest.fail(str(error), pytrace=False)
+        yield connection
+
+
+@contextlib.contextmanager
+def running() -> Iterator[str]:
+    """Azurite's blob service on a free loopback port, in memory, for as long as the context lasts; its connection
+    string. Raises :class:`AzuriteError` when it does not start."""
     workdir = Path(tempfile.mkdtemp(prefix="azurite-"))
     log_path = workdir / "azurite.log"
     with log_path.open("wb") as log:  # a file, not a pipe: the access log can never fill a pipe and stall it
@@ -70,7 +87,7 @@ def _started(process: subprocess.Popen[bytes], log_path: Path) -> int:
     port = 0
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"Azurite exited with {process.returncode} at start: {_tail(log_path)}", pytrace=False)
+            raise AzuriteError(f"Azurite exited with {process.returncode} at start: {_tail(log_path)}")
         if not port:
             found = LISTENING.search(log_path.read_bytes())
             port = int(found.group(1)) if found else 0
@@ -81,7 +98,7 @@ def _started(process: subprocess.Popen[bytes], log_path: Path) -> int:
             except httpx.TransportError:
                 pass
         time.sleep(0.1)
-    pytest.fail(f"Azurite did not answer within {START_SECONDS}s: {_tail(log_path)}", pytrace=False)
+    raise AzuriteError(f"Azurite did not answer within {START_SECONDS}s: {_tail(log_path)}")
 
 
 def _tail(path: Path) -> str:

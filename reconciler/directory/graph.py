@@ -129,7 +129,6 @@ class GraphReader:
         self._endpoint = endpoint.rstrip("/")
         self._base_url = self._endpoint + GRAPH_VERSION
         self._scope = self._endpoint + "/.default"
-        self._origin = _origin(httpx.URL(self._endpoint))
         self._retry = RetryPolicy(max_attempts=max_retries + 1, max_total_wait=max_total_wait,
                                   base_delay=base_delay, max_delay=max_delay)
         self._concurrency = concurrency
@@ -242,21 +241,8 @@ class GraphReader:
                    what: str = "the next page link") -> str | None:
         """The next page's URL (or another link ``name`` of an answer, ``what`` in errors), only if it is on the
         endpoint's own scheme, host and port (it receives our token)."""
-        if link is None:
-            return None
-        shown = f"Microsoft Graph: GET {GRAPH_VERSION}{path}"
-        if not isinstance(link, str) or not link:
-            raise DirectoryError(f"{shown}: '{name}' is not a URL")
-        try:
-            url = httpx.URL(current).join(link)
-        except httpx.InvalidURL:
-            raise DirectoryError(f"{shown}: '{name}' is not a valid URL") from None
-        if url.userinfo:
-            raise DirectoryError(f"{shown}: {what} carries credentials; not followed")
-        if _origin(url) != self._origin:
-            raise DirectoryError(f"{shown}: {what} points to {_origin_text(url)}, not to "
-                                 f"{self._endpoint}; not followed (the token is sent to the Graph endpoint only)")
-        return str(url)
+        return checked_link(current, link, self._endpoint, f"Microsoft Graph: GET {GRAPH_VERSION}{path}",
+                            DirectoryError, name, what)
 
     async def _get(self, client: httpx.AsyncClient, url: str, params: dict[str, str] | None) -> dict[str, Any]:
         path = httpx.URL(url).path
@@ -320,6 +306,26 @@ class GraphReader:
 
     def _describe(self, error: Exception) -> str:
         return describe_http_error(error, self._timeout, self._deadline)
+
+
+def checked_link(current: str, link: Any, endpoint: str, shown: str, error: Callable[[str], Exception],
+                 name: str = "@odata.nextLink", what: str = "the next page link") -> str | None:
+    """``link`` (relative to ``current``) as an absolute URL, if it is one on ``endpoint``'s own scheme, host and
+    port: it receives our token. Otherwise ``error(message)`` is raised; ``shown`` names the request."""
+    if link is None:
+        return None
+    if not isinstance(link, str) or not link:
+        raise error(f"{shown}: '{name}' is not a URL")
+    try:
+        url = httpx.URL(current).join(link)
+    except httpx.InvalidURL:
+        raise error(f"{shown}: '{name}' is not a valid URL") from None
+    if url.userinfo:
+        raise error(f"{shown}: {what} carries credentials; not followed")
+    if _origin(url) != _origin(httpx.URL(endpoint)):
+        raise error(f"{shown}: {what} points to {_origin_text(url)}, not to {endpoint}; not followed (the token "
+                    "is sent to the Graph endpoint only)")
+    return str(url)
 
 
 def describe_http_error(error: Exception, timeout: float, deadline: float) -> str:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler.directory.graph import describe_http_error
+from reconciler.directory.graph import checked_link, describe_http_error
 from reconciler.errors import ReconcilerError
 from reconciler.scim.retry import RetryPolicy, parse_retry_after
 from reconciler.secrets import register_secret, scrub
@@ -40,7 +40,6 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 RETRIED_STATUSES = frozenset({500, 502, 503, 504})   # for the idempotent methods
 PERMISSIONS_HINT = (" (the identity needs Application.ReadWrite.All and Synchronization.ReadWrite.All; to read only, "
                     "Application.Read.All and Synchronization.Read.All)")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Json = dict[str, Any]
 
@@ -79,7 +78,6 @@ class GraphClient:
         self._endpoint = endpoint.rstrip("/")
         self._base_url = self._endpoint + GRAPH_VERSION
         self._scope = self._endpoint + "/.default"
-        self._origin = _origin(httpx.URL(self._endpoint))
         self._token_env = token_env
         self._credential = credential
         self._owned_credential: Any = None
@@ -161,20 +159,7 @@ class GraphClient:
         return self._base_url + path
 
     def _next_link(self, current: str, link: Any, shown: str) -> str | None:
-        if link is None:
-            return None
-        if not isinstance(link, str) or not link:
-            raise GraphApiError(f"{shown}: '@odata.nextLink' is not a URL")
-        try:
-            url = httpx.URL(current).join(link)
-        except httpx.InvalidURL:
-            raise GraphApiError(f"{shown}: '@odata.nextLink' is not a valid URL") from None
-        if url.userinfo:
-            raise GraphApiError(f"{shown}: the next page link carries credentials; not followed")
-        if _origin(url) != self._origin:
-            raise GraphApiError(f"{shown}: the next page link points to {_origin_text(url)}, not to {self._endpoint}; "
-                                "not followed (the token is sent to the Graph endpoint only)")
-        return str(url)
+        return checked_link(current, link, self._endpoint, shown, GraphApiError)
 
     def _request(self, method: str, url: str, body: Json | None) -> Json | None:
         path = httpx.URL(url).path
@@ -296,15 +281,6 @@ class GraphClient:
 
 class _Late(TimeoutError):
     """The answer did not complete within the request's deadline."""
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    scheme = url.scheme.lower()
-    return scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme)
-
-
-def _origin_text(url: httpx.URL) -> str:
-    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
 
 
 def _json_object(shown: str, status: int, content: bytes) -> Json | None:
